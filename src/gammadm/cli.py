@@ -1,0 +1,151 @@
+"""The ``gammadm`` command: one subcommand per workflow stage.
+
+Errors a user can fix (config, data, IRF) print one line naming the field or file
+and exit with status 2; nothing already computed is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+def _load(args):
+    from .config import load_config
+
+    return load_config(args.config)
+
+
+def _observation(cfg: dict, name: str | None) -> dict:
+    from .config import ConfigError
+
+    if name is None:
+        return cfg["observations"][0]
+    for obs in cfg["observations"]:
+        if obs["name"] == name:
+            return obs
+    raise ConfigError("observations", f"no observation named '{name}'; have "
+                      f"{[o['name'] for o in cfg['observations']]}")
+
+
+def cmd_fetch_data(args) -> int:
+    from .data import data_dir, fetch_data
+    from .instrument import prod5_group
+
+    groups = None
+    root = data_dir(args.data_dir)
+    if args.config:
+        cfg = _load(args)
+        root = data_dir(args.data_dir or cfg["data_dir"])
+        groups = sorted({prod5_group(o["irf"]["site"], o["irf"]["zenith_deg"],
+                                     o["irf"]["subarray"])
+                         for o in cfg["observations"] if not o["irf"]["file"]})
+    if args.irf_group:
+        groups = sorted(set(groups or []) | set(args.irf_group))
+    report = fetch_data(root, groups, wheel=Path(args.wheel) if args.wheel else None)
+    print(f"data directory {report.data_dir}: {len(report.verified)} files verified"
+          f" ({'downloaded and extracted ' + str(len(report.extracted)) if report.downloaded else 'nothing downloaded'}"
+          f"{', converted ' + ', '.join(report.converted) if report.converted else ''})")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    cfg = _load(args)
+    if args.show:
+        print(json.dumps(cfg, indent=1))
+    else:
+        print(f"{args.config}: valid campaign '{cfg['campaign']}' with "
+              f"{len(cfg['observations'])} observation(s)")
+    return 0
+
+
+def cmd_irf(args) -> int:
+    """Summarise the IRF of one observation and the true grid derived from it."""
+    import numpy as np
+
+    from .data import data_dir
+    from .geometry import ROI
+    from .instrument import InstrumentResponse, derive_true_grid, resolve_irf_file
+
+    cfg = _load(args)
+    obs = _observation(cfg, args.obs)
+    path = resolve_irf_file(obs["irf"], data_dir(cfg["data_dir"]))
+    irf = InstrumentResponse.read(path)
+    roi_cfg = cfg["roi"]
+    roi = ROI(tuple(roi_cfg["energy_tev"]), tuple(roi_cfg["l_deg"]), tuple(roi_cfg["b_deg"]))
+    pnt = (obs["pointing"]["l_deg"], obs["pointing"]["b_deg"])
+    grid, reach = derive_true_grid(irf, roi, pnt, cfg["true_grid"],
+                                   cfg["marginalisation"]["tail_mass"])
+    sig = irf.psf([0.1, 1.0, 10.0], 0.0)[0][:, 0]
+    out = {
+        "irf_file": str(path),
+        "migration_storage": irf.edisp_conventions,
+        "migration_raw_deviation": irf.edisp_raw_deviation,
+        "aeff_1TeV_on_axis_cm2": float(irf.effective_area(1.0, 0.0)),
+        "psf_sigma_deg_0.1_1_10TeV_on_axis": [round(float(s), 4) for s in sig],
+        "ccr_rate_1TeV_on_axis_per_s_TeV_deg2": float(irf.ccr_rate(1.0, 0.0, 0.0)
+                                                      * (np.pi / 180) ** 2),
+        "true_grid": {
+            "energy_tev": [float(grid.energy.edges[0]), float(grid.energy.edges[-1])],
+            "l_deg": [float(grid.lon.edges[0]), float(grid.lon.edges[-1])],
+            "b_deg": [float(grid.lat.edges[0]), float(grid.lat.edges[-1])],
+            "shape": list(grid.shape),
+        },
+        "reach": reach.__dict__,
+    }
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="gammadm", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"gammadm {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fetch-data", help="download (once), verify and cache the published data")
+    f.add_argument("--config", help="campaign config: fetch the IRF groups it needs")
+    f.add_argument("--data-dir", help="data directory (default: config, $GAMMADM_DATA, "
+                   "resources/data)")
+    f.add_argument("--irf-group", action="append", help="extra prod5 group, e.g. North-40deg")
+    f.add_argument("--wheel", help="an already downloaded GammaBayes 0.1.9 wheel")
+    f.set_defaults(func=cmd_fetch_data)
+
+    v = sub.add_parser("validate", help="validate a campaign config against the schema")
+    v.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    v.add_argument("--show", action="store_true", help="print the config with defaults")
+    v.set_defaults(func=cmd_validate)
+
+    i = sub.add_parser("irf", help="summarise an observation's IRF and derived true grid")
+    i.add_argument("--config", default=DEFAULT_CONFIG)
+    i.add_argument("--obs", help="observation name (default: the first)")
+    i.set_defaults(func=cmd_irf)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+    from .data import DataError
+    from .instrument import IRFError, IRFFileError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, IRFError, IRFFileError) as exc:
+        print(f"gammadm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
