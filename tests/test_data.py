@@ -123,3 +123,20 @@ def test_data_dir_precedence(monkeypatch, tmp_path):
 def test_unknown_irf_group_is_an_error(tmp_path):
     with pytest.raises(DataError, match="Moon-20deg"):
         fetch_data(tmp_path, ["Moon-20deg"])
+
+
+def test_users_own_tables_replace_the_published_ones(data_root, tmp_path, monkeypatch):
+    from gammadm.config import validate_config
+    from gammadm.data import resolve_data_file
+
+    monkeypatch.setenv("GAMMADM_DATA", str(data_root))
+    cfg = validate_config({"campaign": "t", "observations": [{"name": "a"}]})
+    assert resolve_data_file(cfg, "hgps_catalogue") == data_root / "hess/hgps_catalog_v1.fits.gz"
+    assert resolve_data_file(cfg, "singlet_table").name == "annihilation_ratios__darkSUSY.csv"
+    mine = tmp_path / "my_catalogue.fits"
+    mine.write_bytes(b"x")
+    cfg["data_files"]["hgps_catalogue"] = str(mine)
+    assert resolve_data_file(cfg, "hgps_catalogue") == mine
+    cfg["data_files"]["pppc_table"] = str(tmp_path / "absent.dat")
+    with pytest.raises(DataError, match="data_files.pppc_table.*absent.dat"):
+        resolve_data_file(cfg, "pppc_table")

@@ -198,6 +198,20 @@ def test_undefined_rows(irf):
     assert irf.exposure(0.1, 4.5, 18000.0) == 0.0  # ... but nothing can be predicted
 
 
+def test_dropped_exposure_uses_the_files_own_area(irf):
+    t = 18000.0
+    # (0.1 TeV, 4.2 deg) lies in the undefined offset bin [4, 5]: the file's own area
+    # there is that of its 4.5 deg node, a few m^2
+    lost = irf.dropped_exposure(0.1, 4.2, t)
+    assert lost == pytest.approx(irf.effective_area(0.1, 4.5) * t, rel=1e-12)
+    assert 1e4 < lost / t < 1e5  # cm^2: a few m^2
+    assert irf.effective_area(0.1, 4.2) > 50 * lost / t  # interpolation would carry far more
+    e = np.geomspace(0.04, 150, 50)
+    assert np.all(irf.dropped_exposure(e, 1.0, t) == 0.0)
+    lost, ok = irf.dropped_exposure(e, 4.2, t), irf.defined(e, 4.2)
+    assert np.all(lost[ok] == 0) and np.any(lost[~ok] > 0) and not ok.all()
+
+
 def test_interpolation_uses_defined_rows_only(irf):
     # 0.03 TeV at 3.2 deg lies in a defined PSF bin next to the undefined 3.5 deg row;
     # its sigma must come from defined nodes only (0.136-0.171 deg), never 0 or 1 deg

@@ -35,6 +35,7 @@ __all__ = [
     "verify_file",
     "verify_files",
     "singlet_cache_path",
+    "resolve_data_file",
 ]
 
 ENV_VAR = "GAMMADM_DATA"
@@ -264,3 +265,28 @@ def fetch_data(root: Path | None = None, irf_groups: list[str] | None = None,
     present = [rel for rel in manifest["files"] if (root / rel).is_file()]
     _write_provenance(root, manifest, present)
     return report
+
+
+#: Config keys of ``data_files`` and the published file each one replaces.
+PUBLISHED = {
+    "pppc_table": "pppc/AtProduction_gamma_EW_corrections.dat",
+    "hgps_catalogue": "hess/hgps_catalog_v1.fits.gz",
+    "fermi_iem": "fermi/gll_iem_v06_gc.fits.gz",
+    "singlet_table": "singlet/annihilation_ratios__{grid}.csv",
+}
+
+
+def resolve_data_file(cfg: dict, key: str) -> Path:
+    """The file a campaign uses for ``key``: the user's own or the verified published one.
+
+    Raises `DataError` naming the config field (user file missing) or the published
+    file and the fix (missing or altered).
+    """
+    own = cfg.get("data_files", {}).get(key)
+    if own:
+        path = Path(own)
+        if not path.is_file():
+            raise DataError(f"config field 'data_files.{key}': file {path} does not exist")
+        return path
+    rel = PUBLISHED[key].format(grid=cfg["dark_matter"]["spectrum"]["singlet_grid"])
+    return verify_file(data_dir(cfg.get("data_dir")), rel)

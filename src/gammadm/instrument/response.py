@@ -321,6 +321,23 @@ class InstrumentResponse:
         a = self.effective_area(energy, offset, zero_fill)
         return a * livetime_s * self.defined(energy, offset, zero_fill)
 
+    def dropped_exposure(self, energy, offset, livetime_s: float,
+                         zero_fill: bool = False) -> np.ndarray:
+        """Exposure [cm^2 s] the file assigns where its PSF or migration is undefined.
+
+        Inside an undefined bin the response is zero (see `exposure`); what is lost
+        there is measured with the file's own effective area for that bin (its
+        nearest offset node, linear in ln E), not with a linear interpolation from a
+        defined neighbour, which would carry the neighbour's area into a region where
+        the simulation kept (almost) no events. Zero where the response is defined.
+        """
+        e, th = np.broadcast_arrays(np.asarray(energy, float), np.asarray(offset, float))
+        tab = self.aeff
+        k = np.clip(np.searchsorted(tab.offset_edges, th, side="right") - 1, 0,
+                    tab.offset_nodes.size - 1)
+        a = np.maximum(tab(e, tab.offset_nodes[k], zero_fill, "effective area")[0], 0.0)
+        return np.where(self.defined(e, th, zero_fill), 0.0, a * livetime_s)
+
     def defined(self, energy, offset, zero_fill: bool = False) -> np.ndarray:
         """Whether both the PSF and the migration exist at (E_t, theta)."""
         _, d1 = self.psf_sigma(energy, offset, zero_fill, "PSF")
