@@ -23,18 +23,6 @@ def _load(args):
     return load_config(args.config)
 
 
-def _observation(cfg: dict, name: str | None) -> dict:
-    from .config import ConfigError
-
-    if name is None:
-        return cfg["observations"][0]
-    for obs in cfg["observations"]:
-        if obs["name"] == name:
-            return obs
-    raise ConfigError("observations", f"no observation named '{name}'; have "
-                      f"{[o['name'] for o in cfg['observations']]}")
-
-
 def cmd_fetch_data(args) -> int:
     from .data import data_dir, fetch_data
     from .instrument import prod5_group
@@ -70,22 +58,14 @@ def cmd_irf(args) -> int:
     """Summarise the IRF of one observation and the true grid derived from it."""
     import numpy as np
 
-    from .data import data_dir
-    from .geometry import ROI
-    from .instrument import InstrumentResponse, derive_true_grid, resolve_irf_file
+    from .observation import Observation
 
     cfg = _load(args)
-    obs = _observation(cfg, args.obs)
-    path = resolve_irf_file(obs["irf"], data_dir(cfg["data_dir"]))
-    irf = InstrumentResponse.read(path)
-    roi_cfg = cfg["roi"]
-    roi = ROI(tuple(roi_cfg["energy_tev"]), tuple(roi_cfg["l_deg"]), tuple(roi_cfg["b_deg"]))
-    pnt = (obs["pointing"]["l_deg"], obs["pointing"]["b_deg"])
-    grid, reach = derive_true_grid(irf, roi, pnt, cfg["true_grid"],
-                                   cfg["marginalisation"]["tail_mass"])
+    obs = Observation.from_config(cfg, args.obs)
+    irf, grid = obs.irf, obs.true
     sig = irf.psf([0.1, 1.0, 10.0], 0.0)[0][:, 0]
     out = {
-        "irf_file": str(path),
+        "irf_file": str(irf.path),
         "migration_storage": irf.edisp_conventions,
         "migration_raw_deviation": irf.edisp_raw_deviation,
         "aeff_1TeV_on_axis_cm2": float(irf.effective_area(1.0, 0.0)),
@@ -98,9 +78,40 @@ def cmd_irf(args) -> int:
             "b_deg": [float(grid.lat.edges[0]), float(grid.lat.edges[-1])],
             "shape": list(grid.shape),
         },
-        "reach": reach.__dict__,
+        "reach": obs.reach.__dict__,
     }
     print(json.dumps(out, indent=1))
+    return 0
+
+
+def cmd_tabulate(args) -> int:
+    """Tabulate exposure, templates and spectra of one observation into tables.zarr."""
+    from .models.tables import build_models, write_tables
+
+    cfg = _load(args)
+    obs_name = args.obs or cfg["observations"][0]["name"]
+    out = Path(args.out or f"results/{cfg['campaign']}/{obs_name}/tables.zarr")
+    models = build_models(cfg, obs_name)
+    write_tables(models, out)
+    if models.hgps is not None:
+        flagged = ", ".join(models.hgps.flagged)
+        if flagged:
+            print(f"note: catalogue spectra extrapolated below their HGPS threshold: {flagged}",
+                  file=sys.stderr)
+    print(f"wrote {out} (true grid {models.obs.true.shape})")
+    return 0
+
+
+def cmd_plot_models(args) -> int:
+    """Figures of the source models of one observation (PNG)."""
+    from .models.plots import plot_models
+    from .models.tables import build_models
+
+    cfg = _load(args)
+    obs_name = args.obs or cfg["observations"][0]["name"]
+    out = Path(args.out or f"results/{cfg['campaign']}/{obs_name}/figures")
+    for path in plot_models(build_models(cfg, obs_name), out):
+        print(f"wrote {path}")
     return 0
 
 
@@ -129,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--config", default=DEFAULT_CONFIG)
     i.add_argument("--obs", help="observation name (default: the first)")
     i.set_defaults(func=cmd_irf)
+
+    t = sub.add_parser("tabulate", help="exposure, templates and spectra -> tables.zarr")
+    t.add_argument("--config", default=DEFAULT_CONFIG)
+    t.add_argument("--obs", help="observation name (default: the first)")
+    t.add_argument("--out", help="output store (default results/{campaign}/{obs}/tables.zarr)")
+    t.set_defaults(func=cmd_tabulate)
+
+    f = sub.add_parser("plot-models", help="figures of spectra, J, backgrounds (PNG)")
+    f.add_argument("--config", default=DEFAULT_CONFIG)
+    f.add_argument("--obs", help="observation name (default: the first)")
+    f.add_argument("--out", help="output folder (default results/{campaign}/{obs}/figures)")
+    f.set_defaults(func=cmd_plot_models)
     return p
 
 
@@ -136,13 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data import DataError
     from .instrument import IRFError, IRFFileError
+    from .models.backgrounds import DiffuseError
+    from .models.spectra import SpectrumError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, DataError, IRFError, IRFFileError) as exc:
+    except (ConfigError, DataError, IRFError, IRFFileError, DiffuseError, SpectrumError) as exc:
         print(f"gammadm {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -101,12 +101,8 @@ class NodeTable:
         t = (x - nodes[i]) / (nodes[i + 1] - nodes[i])
         return i, i + 1, t
 
-    def __call__(self, energy, offset, zero_fill: bool = False, what: str = "IRF"):
-        """Interpolated values and the defined mask at (energy [TeV], offset [deg]).
-
-        Returns ``(values, defined)`` with values of shape ``broadcast + trailing``;
-        values are zero where undefined or (with ``zero_fill``) out of range.
-        """
+    def _locate(self, energy, offset, zero_fill: bool, what: str):
+        """Broadcast inputs, the in-range mask and the defined-bin mask."""
         e, th = np.broadcast_arrays(np.asarray(energy, float), np.asarray(offset, float))
         e0, e1 = self.energy_edges[[0, -1]]
         t1 = self.offset_edges[-1]
@@ -118,20 +114,33 @@ class NodeTable:
                 f"{th.ravel()[bad]:.4g} deg, outside the file's range "
                 f"[{e0:.4g}, {e1:.4g}] TeV x [0, {t1:.4g}] deg (pass zero_fill=True to accept zeros)"
             )
+        # the IRF bin that holds the query decides whether the response exists there
+        be = np.clip(np.searchsorted(self.energy_edges, e, side="right") - 1, 0,
+                     self.energy_edges.size - 2)
+        bt = np.clip(np.searchsorted(self.offset_edges, th, side="right") - 1, 0,
+                     self.offset_edges.size - 2)
+        return e, th, self.defined[be, bt] & inside
+
+    def defined_at(self, energy, offset, zero_fill: bool = False, what: str = "IRF"):
+        """Whether the file has a response at (energy [TeV], offset [deg])."""
+        return self._locate(energy, offset, zero_fill, what)[2]
+
+    def __call__(self, energy, offset, zero_fill: bool = False, what: str = "IRF"):
+        """Interpolated values and the defined mask at (energy [TeV], offset [deg]).
+
+        Returns ``(values, defined)`` with values of shape ``broadcast + trailing``;
+        values are zero where undefined or (with ``zero_fill``) out of range.
+        """
+        e, th, defined = self._locate(energy, offset, zero_fill, what)
+        e0, e1 = self.energy_edges[[0, -1]]
         lx = np.log(np.clip(e, e0, e1))
         ie0, ie1, te = self._weights(lx, np.log(self.energy_nodes))
-        it0, it1, tt = self._weights(np.clip(th, 0, t1), self.offset_nodes)
+        it0, it1, tt = self._weights(np.clip(th, 0, self.offset_edges[-1]), self.offset_nodes)
         v = self.values
         trail = (...,) + (None,) * (v.ndim - 2)
         te_, tt_ = te[trail], tt[trail]
         out = ((1 - te_) * (1 - tt_) * v[ie0, it0] + te_ * (1 - tt_) * v[ie1, it0]
                + (1 - te_) * tt_ * v[ie0, it1] + te_ * tt_ * v[ie1, it1])
-        # the bin that holds the query decides whether the response exists there
-        be = np.clip(np.searchsorted(self.energy_edges, e, side="right") - 1, 0,
-                     self.energy_edges.size - 2)
-        bt = np.clip(np.searchsorted(self.offset_edges, th, side="right") - 1, 0,
-                     self.offset_edges.size - 2)
-        defined = self.defined[be, bt] & inside
         return np.where(defined[trail], out, 0.0), defined
 
 
@@ -340,9 +349,8 @@ class InstrumentResponse:
 
     def defined(self, energy, offset, zero_fill: bool = False) -> np.ndarray:
         """Whether both the PSF and the migration exist at (E_t, theta)."""
-        _, d1 = self.psf_sigma(energy, offset, zero_fill, "PSF")
-        _, d2 = self.edisp(energy, offset, zero_fill, "energy dispersion")
-        return d1 & d2
+        return (self.psf_sigma.defined_at(energy, offset, zero_fill, "PSF")
+                & self.edisp.defined_at(energy, offset, zero_fill, "energy dispersion"))
 
     def psf(self, energy, offset, zero_fill: bool = False):
         """PSF terms at (E_t [TeV], theta [deg]).
