@@ -78,12 +78,16 @@ class NodeTable:
         Values at the nodes (undefined nodes already filled, see `_fill_undefined`).
     defined : ndarray of bool, shape (n_e, n_theta)
         Whether the file has a response in each IRF bin.
+    extrapolate : bool
+        Extrapolate linearly beyond the outer nodes (up to the edges), as gammapy does;
+        False holds the outer node's value (used for the migration histograms).
     """
 
     energy_edges: np.ndarray
     offset_edges: np.ndarray
     values: np.ndarray
     defined: np.ndarray
+    extrapolate: bool = True
 
     @property
     def energy_nodes(self) -> np.ndarray:
@@ -99,7 +103,7 @@ class NodeTable:
             return z, z, np.zeros(x.shape)
         i = np.clip(np.searchsorted(nodes, x) - 1, 0, nodes.size - 2)
         t = (x - nodes[i]) / (nodes[i + 1] - nodes[i])
-        return i, i + 1, t
+        return i, i + 1, (t if self.extrapolate else np.clip(t, 0.0, 1.0))
 
     def _locate(self, energy, offset, zero_fill: bool, what: str):
         """Broadcast inputs, the in-range mask and the defined-bin mask."""
@@ -307,7 +311,10 @@ class InstrumentResponse:
                  "up to %.3g (renormalised)", path.name, " and ".join(conventions), deviation)
         # nodes first: (E, theta, mu)
         dens_nodes = np.moveaxis(density, 1, -1)
-        edisp_tab = NodeTable(e_e, e_t, _fill_undefined(dens_nodes, ed_defined), ed_defined)
+        # histograms are never extrapolated (a linear extrapolation turns negative):
+        # beyond the outer nodes the nearest row is used
+        edisp_tab = NodeTable(e_e, e_t, _fill_undefined(dens_nodes, ed_defined), ed_defined,
+                              extrapolate=False)
 
         bkg = irfs["bkg"]
         if type(bkg).__name__ != "Background3D":
