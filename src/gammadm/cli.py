@@ -115,6 +115,39 @@ def cmd_plot_models(args) -> int:
     return 0
 
 
+def cmd_normalise(args) -> int:
+    """IRF normalisation and expected-count terms: create norm.zarr and/or fill chunks."""
+    from .normalise import NormContext, create, fill_chunk
+    from .store import parse_chunk
+
+    cfg = _load(args)
+    obs_name = args.obs or cfg["observations"][0]["name"]
+    out = Path(args.out or f"results/{cfg['campaign']}/{obs_name}/norm.zarr")
+    n_chunks = cfg["normalisation"]["chunks"]
+    try:
+        chunk = parse_chunk(args.chunk) if args.chunk else None
+    except ValueError as exc:
+        print(f"gammadm normalise: error: {exc}", file=sys.stderr)
+        return 2
+    if chunk and chunk[1] != n_chunks:
+        print(f"gammadm normalise: error: --chunk {args.chunk} but config field "
+              f"'normalisation.chunks' is {n_chunks}", file=sys.stderr)
+        return 2
+    ctx = NormContext(cfg, obs_name)
+    if args.create or chunk is None:
+        create(ctx, out, n_chunks)
+        print(f"created {out} ({len(ctx.quad)} energy sub-intervals x "
+              f"{ctx.obs.true.shape[1]} x {ctx.obs.true.shape[2]} cells, {n_chunks} chunk(s))")
+    todo = [chunk[0]] if chunk else ([] if args.create else range(n_chunks))
+    for i in todo:
+        fill_chunk(ctx, out, i, n_chunks)
+        print(f"filled chunk {i}/{n_chunks} of {out}")
+    if args.sentinel:
+        Path(args.sentinel).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.sentinel).touch()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -147,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output store (default results/{campaign}/{obs}/tables.zarr)")
     t.set_defaults(func=cmd_tabulate)
 
+    n = sub.add_parser("normalise", help="IRF normalisation N and expected counts -> norm.zarr")
+    n.add_argument("--config", default=DEFAULT_CONFIG)
+    n.add_argument("--obs", help="observation name (default: the first)")
+    n.add_argument("--out", help="store (default results/{campaign}/{obs}/norm.zarr)")
+    n.add_argument("--create", action="store_true", help="create the store (NaN-filled)")
+    n.add_argument("--chunk", help="fill chunk i of n (i/n); n must be normalisation.chunks")
+    n.add_argument("--sentinel", help="file to touch when done")
+    n.set_defaults(func=cmd_normalise)
+
     f = sub.add_parser("plot-models", help="figures of spectra, J, backgrounds (PNG)")
     f.add_argument("--config", default=DEFAULT_CONFIG)
     f.add_argument("--obs", help="observation name (default: the first)")
@@ -161,13 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     from .instrument import IRFError, IRFFileError
     from .models.backgrounds import DiffuseError
     from .models.spectra import SpectrumError
+    from .store import IncompleteStoreError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, DataError, IRFError, IRFFileError, DiffuseError, SpectrumError) as exc:
+    except (ConfigError, DataError, IRFError, IRFFileError, DiffuseError, SpectrumError,
+            IncompleteStoreError) as exc:
         print(f"gammadm {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

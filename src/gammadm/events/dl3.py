@@ -67,6 +67,7 @@ class EventData:
     n_cut_roi: int = 0
     n_cut_gti: int = 0
     source: str = ""
+    site: str = "South"
 
     @property
     def n(self) -> int:
@@ -81,7 +82,7 @@ class EventData:
         return EventData(self.energy[mask], self.l[mask], self.b[mask], self.time[mask],
                          self.obs_id, self.livetime_s, self.ontime_s, self.gti, self.pointing,
                          mc, self.mc_components, self.n_read, self.n_cut_roi, self.n_cut_gti,
-                         self.source)
+                         self.source, self.site)
 
 
 def _radec(l, b):
@@ -98,6 +99,15 @@ def _galactic(ra, dec):
 
     c = SkyCoord(np.asarray(ra) * u.deg, np.asarray(dec) * u.deg, frame="icrs").galactic
     return wrap_lon(c.l.deg), c.b.deg
+
+
+def _site_keywords(site: str) -> dict:
+    """GEOLON/GEOLAT/ALTITUDE of the CTAO site (gammapy's observatory locations)."""
+    from gammapy.data import observatory_locations
+
+    loc = observatory_locations["ctao_south" if site == "South" else "ctao_north"]
+    return {"GEOLON": float(loc.lon.deg), "GEOLAT": float(loc.lat.deg),
+            "ALTITUDE": float(loc.height.to_value("m"))}
 
 
 def write_events(path: str | Path, ev: EventData) -> Path:
@@ -136,7 +146,7 @@ def write_events(path: str | Path, ev: EventData) -> Path:
                 "ONTIME": ev.ontime_s, "LIVETIME": ev.livetime_s, "DEADC": ev.deadc,
                 "RA_PNT": ra_pnt, "DEC_PNT": dec_pnt, "EQUINOX": 2000.0, "RADECSYS": "ICRS",
                 "OBS_MODE": "POINTING", "GLON_PNT": float(np.mod(ev.pointing[0], 360.0)),
-                "GLAT_PNT": float(ev.pointing[1])})
+                "GLAT_PNT": float(ev.pointing[1]), **_site_keywords(ev.site)})
     if ev.mc is not None:
         hdr["MC_COMPS"] = ",".join(ev.mc_components)
     events = fits.BinTableHDU.from_columns(cols, header=hdr)
