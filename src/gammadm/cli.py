@@ -148,6 +148,39 @@ def cmd_normalise(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    """Simulate one observation's event list (GADF DL3) from the continuous model."""
+    import numpy as np
+
+    from .events import write_events, write_index
+    from .events.simulate import build_components, fixed_counts, simulate
+    from .expected import ccr_expected
+    from .normalise import NormContext
+
+    cfg = _load(args)
+    obs_name = args.obs or cfg["observations"][0]["name"]
+    out = Path(args.out or f"results/{cfg['campaign']}/{obs_name}/events.fits")
+    sim = cfg["simulation"]
+    obs_cfg = next(o for o in cfg["observations"] if o["name"] == obs_name)
+    ctx = NormContext(cfg, obs_name)
+    amp = sim["sigmav_cm3_s"] or 3e-26  # fixed mode: only the shapes matter
+    comps = build_components(ctx, sim["mass_TeV"], amp, sim["background_scale"])
+    ccr = next((b["name"] for b in cfg["backgrounds"] if b["model"] == "ccr"), None)
+    if sim["mode"] == "fixed":
+        counts = fixed_counts(cfg, sim["n_events"])
+    else:
+        counts = {ccr: ccr_expected(ctx.obs) * sim["background_scale"]} if ccr else {}
+    rng = np.random.default_rng([sim["seed"], obs_cfg["events"]["seed"]])
+    ev = simulate(rng, ctx.obs, ctx.mig, ctx.quad, comps, counts, sim["mode"], ccr)
+    ev.site = obs_cfg["irf"]["site"]
+    write_events(out, ev)
+    write_index(out.parent, [out], ctx.obs.irf.path)
+    per = dict(zip(ev.mc_components, np.bincount(ev.mc["component"],
+                                                 minlength=len(ev.mc_components)).tolist()))
+    print(f"wrote {out}: {ev.n} events {per}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -188,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--chunk", help="fill chunk i of n (i/n); n must be normalisation.chunks")
     n.add_argument("--sentinel", help="file to touch when done")
     n.set_defaults(func=cmd_normalise)
+
+    m = sub.add_parser("simulate", help="simulate an observation's events (GADF DL3)")
+    m.add_argument("--config", default=DEFAULT_CONFIG)
+    m.add_argument("--obs", help="observation name (default: the first)")
+    m.add_argument("--out", help="event file (default results/{campaign}/{obs}/events.fits)")
+    m.set_defaults(func=cmd_simulate)
 
     f = sub.add_parser("plot-models", help="figures of spectra, J, backgrounds (PNG)")
     f.add_argument("--config", default=DEFAULT_CONFIG)

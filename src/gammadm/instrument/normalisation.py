@@ -128,16 +128,18 @@ class MigrationTables:
         return tab._weights(np.clip(np.asarray(offset, float), 0, tab.offset_edges[-1]),
                             tab.offset_nodes)
 
-    def evaluate(self, kind: str, energy, offset, mu) -> np.ndarray:
-        """A table of the bilinear row mix at (E [TeV], theta [deg]), at mu (pointwise)."""
+    def mix(self, energy, offset) -> list[tuple]:
+        """The bilinear row mix at (E [TeV], theta [deg]): four (row_e, row_t, weight)."""
         tab = self.table
         e = np.clip(np.asarray(energy, float), *tab.energy_edges[[0, -1]])
         ie0, ie1, te = tab._weights(np.log(e), np.log(tab.energy_nodes))
         it0, it1, tt = self.theta_mix(offset)
-        return ((1 - te) * (1 - tt) * self.value(kind, ie0, it0, mu)
-                + te * (1 - tt) * self.value(kind, ie1, it0, mu)
-                + (1 - te) * tt * self.value(kind, ie0, it1, mu)
-                + te * tt * self.value(kind, ie1, it1, mu))
+        return [(ie0, it0, (1 - te) * (1 - tt)), (ie1, it0, te * (1 - tt)),
+                (ie0, it1, (1 - te) * tt), (ie1, it1, te * tt)]
+
+    def evaluate(self, kind: str, energy, offset, mu) -> np.ndarray:
+        """A table of the bilinear row mix at (E [TeV], theta [deg]), at mu (pointwise)."""
+        return sum(w * self.value(kind, re_, rt, mu) for re_, rt, w in self.mix(energy, offset))
 
 
 @dataclass(frozen=True)
