@@ -61,3 +61,9 @@ def test_angular_offset_matches_astropy():
     ref = SkyCoord(l * u.deg, b * u.deg, frame="galactic").separation(
         SkyCoord(1.0 * u.deg, -0.5 * u.deg, frame="galactic")).deg
     np.testing.assert_allclose(angular_offset(l, b, 1.0, -0.5), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_energy_axis_ends_on_the_roi_edge():
+    ax = EnergyAxis.from_range(2.0, 5.0, 10)
+    assert ax.edges[0] == 2.0 and ax.edges[-1] == 5.0 and ax.nbin == 4
+    np.testing.assert_allclose(ax.edges[:-1], 2.0 * 10 ** (np.arange(4) / 10))

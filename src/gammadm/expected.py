@@ -165,7 +165,7 @@ def ccr_expected(obs: Observation, sub_pixels: int = 4, gl_nodes: int = 4) -> fl
     e_nodes = np.exp(mid[:, None] + half[:, None] * x)  # [bin, node]
     e_w = half[:, None] * w * e_nodes  # dE weights
     total = 0.0
-    for edges_l in np.array_split(np.arange(rec.lon.nbin), 3):
+    for edges_l in np.array_split(np.arange(rec.lon.nbin), min(3, rec.lon.nbin)):
         l_e = np.linspace(rec.lon.edges[edges_l[0]], rec.lon.edges[edges_l[-1] + 1],
                           edges_l.size * sub_pixels + 1)
         b_e = np.linspace(rec.lat.edges[0], rec.lat.edges[-1], rec.lat.nbin * sub_pixels + 1)

@@ -82,9 +82,12 @@ class EnergyAxis(_Axis):
 
     @classmethod
     def from_range(cls, lo: float, hi: float, per_decade: int) -> EnergyAxis:
-        """Edges from ``lo`` (itself an edge) to ``hi`` with ``per_decade`` bins per decade."""
-        n = int(round(np.log10(hi / lo) * per_decade))
-        return cls(lo * 10.0 ** (np.arange(n + 1) / per_decade))
+        """Edges from ``lo`` to ``hi`` (both edges) with ``per_decade`` bins per decade;
+        if the range is not a whole number of bins the last bin is narrower."""
+        n = int(np.ceil(np.log10(hi / lo) * per_decade - 1e-6))
+        edges = lo * 10.0 ** (np.arange(n + 1) / per_decade)
+        edges[-1] = hi
+        return cls(edges)
 
     @property
     def nodes(self) -> np.ndarray:

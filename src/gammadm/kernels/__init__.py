@@ -1,0 +1,1 @@
+"""numba kernels: inner integrals on plain arrays."""

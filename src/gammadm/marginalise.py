@@ -1,0 +1,144 @@
+"""Per-event marginalisation: arrays for the numba kernels and lambda per component.
+
+`KernelInputs` tabulates, once per observation, what the kernels need on the energy
+sub-intervals and true cells (exposure, PSF terms, offset-column mix, migration
+support and tables). `event_terms` evaluates, per event, the dark-matter energy kernel
+G_e[s] (so that lambda_DM(e | m) = amplitude sum_s S_s(m) G_e[s] for any mass) and
+lambda of every background component at its nominal normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from .expected import gaussian_cell_mass, spectral_average
+from .instrument.normalisation import cell_offsets
+from .instrument.reach import angular_offset
+from .kernels.marginal import pack_migration, point_kernel, template_kernel
+from .observation import fov_coordinates
+
+__all__ = ["KernelInputs", "event_terms"]
+
+
+def _support(mig, quad, tail_mass: float):
+    """Per sub-interval, the mu range holding all but tail_mass of its rows' migration."""
+    cdf = mig.cdf  # (rows, cols, edges)
+    edges = mig.edges
+    lo = np.empty(len(quad))
+    hi = np.empty(len(quad))
+    for s in range(len(quad)):
+        c = cdf[quad.row[s]:quad.row[s] + 2].reshape(-1, edges.size)
+        c = c[c[:, -1] > 0]
+        if c.size == 0:
+            lo[s], hi[s] = np.inf, -np.inf
+            continue
+        i_lo = np.min(np.argmax(c > 0.5 * tail_mass, axis=1))
+        i_hi = np.max(edges.size - 1 - np.argmax(c[:, ::-1] < 1 - 0.5 * tail_mass, axis=1))
+        lo[s] = edges[max(i_lo - 1, 0)]
+        hi[s] = edges[min(i_hi + 1, edges.size - 1)]
+    return lo, hi
+
+
+@dataclass
+class KernelInputs:
+    """Observation-level arrays of the marginalisation kernels."""
+
+    sub_edges: np.ndarray
+    sub_row: np.ndarray
+    row_ln_e: np.ndarray
+    mig_arrays: tuple
+    col0: np.ndarray
+    col_t: np.ndarray
+    mu_lo: np.ndarray
+    mu_hi: np.ndarray
+    sigma: np.ndarray
+    weight: np.ndarray
+    eps: np.ndarray
+    l_edges: np.ndarray
+    b_edges: np.ndarray
+    reach: np.ndarray
+
+    @classmethod
+    def build(cls, ctx) -> KernelInputs:
+        obs, quad, mig = ctx.obs, ctx.quad, ctx.mig
+        theta = cell_offsets(obs.true, obs.pointing)
+        c0, _, ct = mig.theta_mix(theta)
+        ec = quad.centres
+        sig, w, d = obs.irf.psf(ec[:, None, None], theta[None], zero_fill=True)
+        used = np.flatnonzero((w > 0).any(axis=(0, 1, 2)))
+        sig, w = sig[..., used], w[..., used]
+        eps = obs.irf.exposure(ec[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
+        sig = np.where(w > 0, sig, 1.0)
+        n_sigma = float(norm.isf(0.5 * obs.tail_mass))
+        reach = n_sigma * np.max(np.where(w > 0, sig, 0.0), axis=(1, 2, 3))
+        lo, hi = _support(mig, quad, obs.tail_mass)
+        return cls(quad.edges, quad.row.astype(np.int64), quad.row_log_energy,
+                   pack_migration(mig), c0.astype(np.int64), ct, lo, hi,
+                   np.ascontiguousarray(sig), np.ascontiguousarray(w), eps,
+                   obs.true.lon.edges, obs.true.lat.edges, reach)
+
+    def templates(self, er, lr, br, templates: np.ndarray) -> np.ndarray:
+        """G[event, template, sub] for cell templates [n_tpl, l, b]."""
+        out = np.zeros((er.size, templates.shape[0], self.sub_row.size))
+        k, k1, dens, medges = self.mig_arrays
+        return template_kernel(er, lr, br, self.sub_edges, self.sub_row, self.row_ln_e,
+                               k, k1, dens, medges, self.col0, self.col_t, self.mu_lo,
+                               self.mu_hi, self.sigma, self.weight, self.eps, self.l_edges,
+                               self.b_edges, self.reach, np.ascontiguousarray(templates), out)
+
+
+def point_source_terms(ctx, inputs: KernelInputs, er, lr, br, src) -> np.ndarray:
+    """G[event, sub] of a point source: eps K P at the exact source position [sr^-1]."""
+    obs, quad, mig = ctx.obs, ctx.quad, ctx.mig
+    th = float(angular_offset(src.l_deg, src.b_deg, *obs.pointing))
+    c0, _, ct = mig.theta_mix(np.array(th))
+    sig, w, _ = obs.irf.psf(quad.centres, th, zero_fill=True)
+    eps = obs.irf.exposure(quad.centres, th, obs.livetime_s, zero_fill=True)
+    sig = np.where(w > 0, sig, 1.0)
+    k, k1, dens, medges = inputs.mig_arrays
+    out = np.zeros((er.size, len(quad)))
+    return point_kernel(er, lr, br, quad.edges, inputs.sub_row, inputs.row_ln_e, k, k1, dens,
+                        medges, int(c0), float(ct), inputs.mu_lo, inputs.mu_hi,
+                        np.ascontiguousarray(sig), np.ascontiguousarray(w), eps,
+                        float(src.l_deg), float(src.b_deg), out)
+
+
+def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
+    """Per-event terms: ``dm_g`` [event, sub] and lambda [event] of each background
+    at its nominal normalisation (TeV^-1 sr^-1)."""
+    quad = ctx.quad
+    er, lr, br = (np.ascontiguousarray(v, dtype=float) for v in (er, lr, br))
+    tpl = [ctx.spatial_dm]
+    names = ["dm"]
+    if ctx.diffuse_morph is not None:
+        tpl.append(ctx.diffuse_morph)
+        names.append("diffuse")
+    gauss = [s for s in ctx.sources if not s.is_point]
+    for s in gauss:
+        mass = gaussian_cell_mass(ctx.obs.true.lon.edges, ctx.obs.true.lat.edges, s.l_deg,
+                                  s.b_deg, s.sigma_deg)
+        tpl.append(mass / ctx.obs.true.solid_angle)
+        names.append(s.name)
+    g = inputs.templates(er, lr, br, np.array(tpl))
+    out = {"dm_g": g[:, 0, :]}
+    lo, hi = quad.edges[:-1], quad.edges[1:]
+    for name, model in ctx.backgrounds.items():
+        if model == "fermi_gaggero":
+            phi = spectral_average(ctx.models.diffuse.spectrum, lo, hi)
+            out[name] = g[:, names.index("diffuse"), :] @ phi
+        elif model == "hgps":
+            lam = np.zeros(er.size)
+            for src in ctx.sources:
+                flux = spectral_average(src.dnde, lo, hi)
+                if src.is_point:
+                    lam += point_source_terms(ctx, inputs, er, lr, br, src) @ flux
+                else:
+                    lam += g[:, names.index(src.name), :] @ flux
+            out[name] = lam
+        elif model == "ccr":
+            fx, fy = fov_coordinates(lr, br, ctx.obs.pointing, ctx.obs.irf.fov_alignment)
+            out[name] = ctx.obs.irf.ccr_rate(er, fx, fy, zero_fill=True) * ctx.obs.livetime_s
+    return out
