@@ -181,6 +181,46 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_marginalise(args) -> int:
+    """Per-event marginals of one observation: create marginals.zarr and/or fill chunks."""
+    from .events import read_events
+    from .marginalise import KernelInputs, create_store, fill_chunk
+    from .normalise import NormContext
+    from .store import parse_chunk
+
+    cfg = _load(args)
+    obs_name = args.obs or cfg["observations"][0]["name"]
+    base = Path(f"results/{cfg['campaign']}/{obs_name}")
+    out = Path(args.out or base / "marginals.zarr")
+    n_chunks = cfg["marginalisation"]["chunks"]
+    try:
+        chunk = parse_chunk(args.chunk) if args.chunk else None
+    except ValueError as exc:
+        print(f"gammadm marginalise: error: {exc}", file=sys.stderr)
+        return 2
+    if chunk and chunk[1] != n_chunks:
+        print(f"gammadm marginalise: error: --chunk {args.chunk} but config field "
+              f"'marginalisation.chunks' is {n_chunks}", file=sys.stderr)
+        return 2
+    ctx = NormContext(cfg, obs_name)
+    if args.create or chunk is None:
+        events = read_events(args.events or base / "events.fits", ctx.obs.roi,
+                             cfg["roi"]["strict"], ctx.obs.pointing)
+        create_store(ctx, events, out, n_chunks)
+        print(f"created {out} ({events.n} events; {events.n_cut_roi} outside the ROI and "
+              f"{events.n_cut_gti} outside the GTIs were cut)")
+    todo = [chunk[0]] if chunk else ([] if args.create else range(n_chunks))
+    if todo:
+        inputs = KernelInputs.build(ctx)
+        for i in todo:
+            k = fill_chunk(ctx, inputs, out, i, n_chunks)
+            print(f"filled chunk {i}/{n_chunks} of {out} ({k} events)")
+    if args.sentinel:
+        Path(args.sentinel).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.sentinel).touch()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -222,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--sentinel", help="file to touch when done")
     n.set_defaults(func=cmd_normalise)
 
+    g = sub.add_parser("marginalise", help="per-event marginals -> marginals.zarr")
+    g.add_argument("--config", default=DEFAULT_CONFIG)
+    g.add_argument("--obs", help="observation name (default: the first)")
+    g.add_argument("--events", help="event list (default results/{campaign}/{obs}/events.fits)")
+    g.add_argument("--out", help="store (default results/{campaign}/{obs}/marginals.zarr)")
+    g.add_argument("--create", action="store_true", help="create the store (NaN-filled)")
+    g.add_argument("--chunk", help="fill chunk i of n (i/n); n must be marginalisation.chunks")
+    g.add_argument("--sentinel", help="file to touch when done")
+    g.set_defaults(func=cmd_marginalise)
+
     m = sub.add_parser("simulate", help="simulate an observation's events (GADF DL3)")
     m.add_argument("--config", default=DEFAULT_CONFIG)
     m.add_argument("--obs", help="observation name (default: the first)")
@@ -242,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     from .instrument import IRFError, IRFFileError
     from .models.backgrounds import DiffuseError
     from .models.spectra import SpectrumError
+    from .events import EventFileError
     from .store import IncompleteStoreError
 
     args = build_parser().parse_args(argv)
@@ -250,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DataError, IRFError, IRFFileError, DiffuseError, SpectrumError,
-            IncompleteStoreError) as exc:
+            IncompleteStoreError, EventFileError) as exc:
         print(f"gammadm {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -20,7 +20,7 @@ from .instrument.reach import angular_offset
 from .kernels.marginal import pack_migration, point_kernel, template_kernel
 from .observation import fov_coordinates
 
-__all__ = ["KernelInputs", "event_terms"]
+__all__ = ["KernelInputs", "event_terms", "create_store", "fill_chunk"]
 
 
 def _support(mig, quad, tail_mass: float):
@@ -142,3 +142,52 @@ def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
             fx, fy = fov_coordinates(lr, br, ctx.obs.pointing, ctx.obs.irf.fov_alignment)
             out[name] = ctx.obs.irf.ccr_rate(er, fx, fy, zero_fill=True) * ctx.obs.livetime_s
     return out
+
+
+def create_store(ctx, events, path, n_chunks: int) -> None:
+    """Create ``marginals.zarr`` for an event list: events, axes, NaN-filled per-event
+    arrays chunked along the events so that job i owns chunk i."""
+    from . import __version__
+    from .store import create_store as _create
+
+    n = events.n
+    n_sub = len(ctx.quad)
+    arrays = {
+        "events/energy": ((n,), None, events.energy, "TeV"),
+        "events/l": ((n,), None, events.l, "deg"),
+        "events/b": ((n,), None, events.b, "deg"),
+        "axes/sub_edges": ((n_sub + 1,), None, ctx.quad.edges, "TeV"),
+        "dm/g": ((n, n_sub), 0, None, f"TeV-1 sr-1 per ({ctx.models.dm.amplitude_unit}) per "
+                                       "(TeV-1 cm-2 s-1 sr-1 per amplitude unit per spatial unit)"),
+    }
+    for name in ctx.backgrounds:
+        arrays[f"bkg/{name}"] = ((n,), 0, None, "TeV-1 sr-1")
+    attrs = {"gammadm_version": __version__, "observation": ctx.obs.name,
+             "n_events": n, "n_read": events.n_read, "n_cut_roi": events.n_cut_roi,
+             "n_cut_gti": events.n_cut_gti, "livetime_s": events.livetime_s,
+             "backgrounds": ctx.backgrounds, "dark_matter": ctx.models.dm.name,
+             "description": "lambda_k(e) of the backgrounds at nominal normalisation; "
+                            "dm/g: lambda_DM(e) = amplitude sum_s S_s(m) g[e, s], S_s the "
+                            "spectral factor averaged over sub-interval s"}
+    _create(path, arrays, attrs, n_chunks)
+
+
+def fill_chunk(ctx, inputs: KernelInputs, path, i: int, n_chunks: int) -> int:
+    """Compute and write chunk i of n of the per-event terms; returns its event count."""
+    import zarr
+
+    from .store import chunk_range, write_region
+
+    root = zarr.open_group(str(path), mode="r")
+    n = int(root.attrs["n_events"])
+    sl = chunk_range(n, i, n_chunks)
+    if sl.stop <= sl.start:
+        return 0
+    er = root["events/energy"][sl]
+    lr = root["events/l"][sl]
+    br = root["events/b"][sl]
+    terms = event_terms(ctx, inputs, er, lr, br)
+    write_region(path, "dm/g", (sl, slice(None)), terms["dm_g"])
+    for name in ctx.backgrounds:
+        write_region(path, f"bkg/{name}", (sl,), terms[name])
+    return sl.stop - sl.start
