@@ -35,7 +35,7 @@ from .response import InstrumentResponse, NodeTable
 
 __all__ = ["MigrationTables", "EnergyQuadrature", "cell_average_containment",
            "energy_containment_sub", "energy_containment_points", "energy_kernel_sub",
-           "spatial_containment_cells", "normalisation_sub", "cell_offsets"]
+           "spatial_containment_cells", "normalisation_sub", "cell_offsets", "psf_cells"]
 
 _SQRT2PI = np.sqrt(2 * np.pi)
 
@@ -212,16 +212,8 @@ def _mixed_integral(mig: MigrationTables, kind: str, row, ln_e0, dln, offset, mu
     t(E) = (ln E - ln E_0) / dln and ln E = ln a - ln mu.
     """
     it0, it1, tt = mig.theta_mix(offset)
-    out = 0.0
-    first = "q1" if kind == "q" else "k1"
-    for col, wt in ((it0, 1 - tt), (it1, tt)):
-        a0 = mig.value(kind, row, col, mu_hi) - mig.value(kind, row, col, mu_lo)
-        b0 = mig.value(kind, row + 1, col, mu_hi) - mig.value(kind, row + 1, col, mu_lo)
-        a1 = mig.value(first, row, col, mu_hi) - mig.value(first, row, col, mu_lo)
-        b1 = mig.value(first, row + 1, col, mu_hi) - mig.value(first, row + 1, col, mu_lo)
-        # integral of t(E) x table' = [(ln a - ln E0) (table diff) - (first-moment diff)] / dln
-        out = out + wt * (a0 + ((b0 - a0) * (ln_a - ln_e0) - (b1 - a1)) / dln)
-    return out
+    return ((1 - tt) * _column_integral(mig, kind, row, it0, ln_e0, dln, mu_lo, mu_hi, ln_a)
+            + tt * _column_integral(mig, kind, row, it1, ln_e0, dln, mu_lo, mu_hi, ln_a))
 
 
 def energy_containment_sub(mig: MigrationTables, quad: EnergyQuadrature, roi: ROI, offset,
@@ -229,20 +221,33 @@ def energy_containment_sub(mig: MigrationTables, quad: EnergyQuadrature, roi: RO
     """Average over each sub-interval of P(E_min <= E_r <= E_max | E_t), exact.
 
     ``offset`` (any shape) is the offset used for the migration rows; result
-    (n_sub,) + offset.shape.
+    (n_sub,) + offset.shape. The integral is linear in the rows, so it is computed once
+    per offset column and then mixed.
     """
     sub = np.arange(len(quad)) if sub is None else np.asarray(sub)
-    ex = (slice(None),) + (None,) * np.ndim(offset)
-    ea, eb = quad.edges[sub][ex], quad.edges[sub + 1][ex]
-    row = quad.row[sub][ex]
+    n_cols = mig.density.shape[1]
+    ea, eb = quad.edges[sub][:, None], quad.edges[sub + 1][:, None]
+    row = quad.row[sub][:, None]
     ln_e0 = quad.row_log_energy[row]
     dln = quad.row_log_energy[row + 1] - ln_e0
-    th = np.asarray(offset, float)[None]
-    total = 0.0
+    cols = np.arange(n_cols)[None, :]
+    per_col = 0.0
     for a, sign in ((roi.energy_tev[1], 1.0), (roi.energy_tev[0], -1.0)):
-        total = total + sign * a * _mixed_integral(mig, "q", row, ln_e0, dln, th, a / eb, a / ea,
-                                                    np.log(a))
-    return total / (eb - ea)
+        per_col = per_col + sign * a * _column_integral(mig, "q", row, cols, ln_e0, dln,
+                                                        a / eb, a / ea, np.log(a))
+    per_col = per_col / (eb - ea)  # (n_sub, n_cols)
+    c0, c1, tt = mig.theta_mix(offset)
+    return (1 - tt)[None] * per_col[:, c0] + tt[None] * per_col[:, c1]
+
+
+def _column_integral(mig, kind, row, col, ln_e0, dln, mu_lo, mu_hi, ln_a):
+    """One offset column of `_mixed_integral` (same conventions)."""
+    first = "q1" if kind == "q" else "k1"
+    a0 = mig.value(kind, row, col, mu_hi) - mig.value(kind, row, col, mu_lo)
+    b0 = mig.value(kind, row + 1, col, mu_hi) - mig.value(kind, row + 1, col, mu_lo)
+    a1 = mig.value(first, row, col, mu_hi) - mig.value(first, row, col, mu_lo)
+    b1 = mig.value(first, row + 1, col, mu_hi) - mig.value(first, row + 1, col, mu_lo)
+    return a0 + ((b0 - a0) * (ln_a - ln_e0) - (b1 - a1)) / dln
 
 
 def energy_kernel_sub(mig: MigrationTables, quad: EnergyQuadrature, energy_r, offset,
@@ -290,6 +295,29 @@ def cell_offsets(true: Grid, pointing) -> np.ndarray:
     return angular_offset(L, B, *pointing)
 
 
+def psf_cells(irf: InstrumentResponse, energy, offset):
+    """PSF terms at energies (n_e,) and cell offsets (n_l, n_b): sigma, weight
+    (n_e, n_l, n_b, n_terms) and defined (n_e, n_l, n_b). Bilinear as `NodeTable`, done
+    as energy interpolation per offset node, then the offset mix per cell."""
+    e = np.asarray(energy, float)
+    theta = np.asarray(offset, float)
+    out = []
+    for tab in (irf.psf_sigma, irf.psf_weight):
+        nodes = tab.offset_nodes
+        per_node = _energy_only(tab, e)  # (n_e, n_nodes, n_terms)
+        i0, i1, t = tab._weights(np.clip(theta, 0, tab.offset_edges[-1]), nodes)
+        out.append((1 - t)[None, ..., None] * per_node[:, i0] + t[None, ..., None] * per_node[:, i1])
+    defined = irf.psf_sigma.defined_at(e[:, None, None], theta[None], zero_fill=True)
+    return out[0], out[1], defined
+
+
+def _energy_only(tab: NodeTable, e) -> np.ndarray:
+    """Values interpolated in ln E at every offset node (no definedness mask)."""
+    lx = np.log(np.clip(e, *tab.energy_edges[[0, -1]]))
+    i0, i1, t = tab._weights(lx, np.log(tab.energy_nodes))
+    return (1 - t)[:, None, None] * tab.values[i0] + t[:, None, None] * tab.values[i1]
+
+
 def spatial_containment_cells(irf: InstrumentResponse, roi: ROI, energy, l_edges, b_edges,
                               offset) -> np.ndarray:
     """Cell-averaged P(x_r in ROI | E_t, x_t) for each (energy, l cell, b cell).
@@ -297,17 +325,15 @@ def spatial_containment_cells(irf: InstrumentResponse, roi: ROI, energy, l_edges
     ``energy`` (n_e,) [TeV]; ``offset`` (n_l, n_b), each cell's centre offset (PSF
     widths are taken there). Result (n_e, n_l, n_b); zero where the PSF is undefined.
     """
-    e = np.asarray(energy, float)[:, None, None]
-    sig, w, d = irf.psf(e, np.asarray(offset)[None], zero_fill=True)
-    bc = 0.5 * (b_edges[1:] + b_edges[:-1])
-    cosb = np.cos(np.radians(bc))[None, None, :, None]
-    al = cell_average_containment(l_edges[:-1][None, :, None, None],
-                                  l_edges[1:][None, :, None, None],
-                                  roi.l_deg[0], roi.l_deg[1], sig / cosb)
-    ab = cell_average_containment(b_edges[:-1][None, None, :, None],
-                                  b_edges[1:][None, None, :, None],
-                                  roi.b_deg[0], roi.b_deg[1], sig)
-    return np.where(d, np.sum(w * al * ab, axis=-1), 0.0)
+    from ..kernels.containment import cell_containment
+
+    sig, w, d = psf_cells(irf, energy, offset)
+    out = np.empty(d.shape)
+    cell_containment(np.ascontiguousarray(sig), np.ascontiguousarray(w),
+                     np.asarray(l_edges, float), np.asarray(b_edges, float),
+                     float(roi.l_deg[0]), float(roi.l_deg[1]), float(roi.b_deg[0]),
+                     float(roi.b_deg[1]), out)
+    return np.where(d, out, 0.0)
 
 
 def normalisation_sub(irf: InstrumentResponse, mig: MigrationTables, quad: EnergyQuadrature,
