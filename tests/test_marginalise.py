@@ -122,3 +122,34 @@ def test_marginals_store_chunks_and_the_likelihood_peaks_at_the_truth(tmp_path):
         best.append((max(ll), m, fracs[int(np.argmax(ll))]))
     _, m_best, f_best = max(best)
     assert m_best == 1.0 and 0.3 <= f_best <= 0.7
+
+
+def test_constant_template_gives_phi_eps(tiny):
+    """With an offset-independent exposure, migration and PSF, a constant template
+    gives, per energy sub-interval, lambda = T eps K_s(E_r): the cell-integrated PSF sums
+    to 1 (to the 1e-7 tail) more than 6 sigma from the true grid's edge. (With a PSF
+    that widens with offset the sum over true cells is not 1, as it should not be.)"""
+    import dataclasses
+
+    from gammadm.instrument.normalisation import energy_kernel_sub
+
+    ctx, inputs, _ = tiny
+    true = ctx.obs.true
+    i0, j0 = true.shape[1] // 2, true.shape[2] // 2
+    sigma = np.broadcast_to(inputs.sigma[:, i0:i0 + 1, j0:j0 + 1], inputs.sigma.shape).copy()
+    weight = np.broadcast_to(inputs.weight[:, i0:i0 + 1, j0:j0 + 1], inputs.weight.shape).copy()
+    flat = dataclasses.replace(inputs, eps=np.full_like(inputs.eps, 2.5e9), sigma=sigma,
+                               weight=weight, col0=np.zeros_like(inputs.col0),
+                               col_t=np.zeros_like(inputs.col_t))
+    lc = 0.5 * (true.lon.edges[0] + true.lon.edges[-1])
+    bc = 0.5 * (true.lat.edges[0] + true.lat.edges[-1])
+    er = np.array([2.5, 3.3, 4.4])
+    g = flat.templates(er, np.full(3, lc), np.full(3, bc), np.full((1,) + true.shape[1:], 7.0))
+    col = ctx.mig.table.offset_nodes[0]  # column 0 of the migration
+    for i, e in enumerate(er):
+        subs = np.flatnonzero(g[i, 0] != 0)
+        assert subs.size > 3
+        k = energy_kernel_sub(ctx.mig, ctx.quad, e, col, subs)
+        # the window must stay 6 sigma inside the grid for this check
+        assert np.all(flat.reach[subs] / 5.33 * 6 < 0.5 * (true.lon.edges[-1] - true.lon.edges[0]))
+        np.testing.assert_allclose(g[i, 0, subs], 7.0 * 2.5e9 * k, rtol=1e-6)
