@@ -17,7 +17,7 @@ from scipy.stats import norm
 from .expected import gaussian_cell_mass, spectral_average
 from .instrument.normalisation import cell_offsets
 from .instrument.reach import angular_offset
-from .kernels.marginal import pack_migration, point_kernel, template_kernel
+from .kernels.marginal import energy_kernel_batch, pack_migration, point_kernel, template_kernel
 from .observation import fov_coordinates
 
 __all__ = ["KernelInputs", "event_terms", "create_store", "fill_chunk"]
@@ -80,17 +80,23 @@ class KernelInputs:
                    np.ascontiguousarray(sig), np.ascontiguousarray(w), eps,
                    obs.true.lon.edges, obs.true.lat.edges, reach)
 
-    def templates(self, er, lr, br, templates: np.ndarray) -> np.ndarray:
-        """G[event, template, sub] for cell templates [n_tpl, l, b]."""
-        out = np.zeros((er.size, templates.shape[0], self.sub_row.size))
+    def energy_kernel(self, er) -> np.ndarray:
+        """K[event, sub, offset column]: the exact energy kernel, shared by components."""
         k, k1, dens, medges = self.mig_arrays
-        return template_kernel(er, lr, br, self.sub_edges, self.sub_row, self.row_ln_e,
-                               k, k1, dens, medges, self.col0, self.col_t, self.mu_lo,
-                               self.mu_hi, self.sigma, self.weight, self.eps, self.l_edges,
-                               self.b_edges, self.reach, np.ascontiguousarray(templates), out)
+        out = np.empty((er.size, self.sub_row.size, k.shape[1]))
+        return energy_kernel_batch(er, self.sub_edges, self.sub_row, self.row_ln_e, k, k1,
+                                   dens, medges, self.mu_lo, self.mu_hi, out)
+
+    def templates(self, er, lr, br, templates: np.ndarray, kern=None) -> np.ndarray:
+        """G[event, template, sub] for cell templates [n_tpl, l, b]."""
+        kern = self.energy_kernel(er) if kern is None else kern
+        out = np.zeros((er.size, templates.shape[0], self.sub_row.size))
+        return template_kernel(er, lr, br, kern, self.col0, self.col_t, self.sigma,
+                               self.weight, self.eps, self.l_edges, self.b_edges, self.reach,
+                               np.ascontiguousarray(templates), out)
 
 
-def point_source_terms(ctx, inputs: KernelInputs, er, lr, br, src) -> np.ndarray:
+def point_source_terms(ctx, inputs: KernelInputs, er, lr, br, src, kern=None) -> np.ndarray:
     """G[event, sub] of a point source: eps K P at the exact source position [sr^-1]."""
     obs, quad, mig = ctx.obs, ctx.quad, ctx.mig
     th = float(angular_offset(src.l_deg, src.b_deg, *obs.pointing))
@@ -98,12 +104,10 @@ def point_source_terms(ctx, inputs: KernelInputs, er, lr, br, src) -> np.ndarray
     sig, w, _ = obs.irf.psf(quad.centres, th, zero_fill=True)
     eps = obs.irf.exposure(quad.centres, th, obs.livetime_s, zero_fill=True)
     sig = np.where(w > 0, sig, 1.0)
-    k, k1, dens, medges = inputs.mig_arrays
+    kern = inputs.energy_kernel(er) if kern is None else kern
     out = np.zeros((er.size, len(quad)))
-    return point_kernel(er, lr, br, quad.edges, inputs.sub_row, inputs.row_ln_e, k, k1, dens,
-                        medges, int(c0), float(ct), inputs.mu_lo, inputs.mu_hi,
-                        np.ascontiguousarray(sig), np.ascontiguousarray(w), eps,
-                        float(src.l_deg), float(src.b_deg), out)
+    return point_kernel(er, lr, br, kern, int(c0), float(ct), np.ascontiguousarray(sig),
+                        np.ascontiguousarray(w), eps, float(src.l_deg), float(src.b_deg), out)
 
 
 def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
@@ -122,7 +126,8 @@ def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
                                   s.b_deg, s.sigma_deg)
         tpl.append(mass / ctx.obs.true.solid_angle)
         names.append(s.name)
-    g = inputs.templates(er, lr, br, np.array(tpl))
+    kern = inputs.energy_kernel(er)
+    g = inputs.templates(er, lr, br, np.array(tpl), kern)
     out = {"dm_g": g[:, 0, :]}
     lo, hi = quad.edges[:-1], quad.edges[1:]
     for name, model in ctx.backgrounds.items():
@@ -134,7 +139,7 @@ def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
             for src in ctx.sources:
                 flux = spectral_average(src.dnde, lo, hi)
                 if src.is_point:
-                    lam += point_source_terms(ctx, inputs, er, lr, br, src) @ flux
+                    lam += point_source_terms(ctx, inputs, er, lr, br, src, kern) @ flux
                 else:
                     lam += g[:, names.index(src.name), :] @ flux
             out[name] = lam
