@@ -60,6 +60,8 @@ class KernelInputs:
     l_edges: np.ndarray
     b_edges: np.ndarray
     reach: np.ndarray
+    offset_nodes: np.ndarray
+    pointing: tuple
 
     @classmethod
     def build(cls, ctx) -> KernelInputs:
@@ -78,18 +80,32 @@ class KernelInputs:
         return cls(quad.edges, quad.row.astype(np.int64), quad.row_log_energy,
                    pack_migration(mig), c0.astype(np.int64), ct, lo, hi,
                    np.ascontiguousarray(sig), np.ascontiguousarray(w), eps,
-                   obs.true.lon.edges, obs.true.lat.edges, reach)
+                   obs.true.lon.edges, obs.true.lat.edges, reach, mig.table.offset_nodes,
+                   obs.pointing)
 
-    def energy_kernel(self, er) -> np.ndarray:
-        """K[event, sub, offset column]: the exact energy kernel, shared by components."""
+    def energy_kernel(self, er, theta_r, sources_theta=()) -> np.ndarray:
+        """K[event, sub, offset column]: the exact energy kernel, shared by components,
+        for the offset columns that the event's PSF windows (and the point sources at
+        offsets ``sources_theta``) can touch."""
         k, k1, dens, medges = self.mig_arrays
+        # cells within the widest window, plus half a cell diagonal
+        r = float(self.reach.max()) + 0.75 * float(np.max(np.diff(self.l_edges)))
+        lo = np.asarray(theta_r) - r
+        hi = np.asarray(theta_r) + r
+        for th in sources_theta:
+            lo, hi = np.minimum(lo, th), np.maximum(hi, th)
+        nodes = self.offset_nodes
+        c_lo = np.clip(np.searchsorted(nodes, lo) - 1, 0, nodes.size - 1)
+        c_hi = np.clip(np.searchsorted(nodes, hi), 0, nodes.size - 1)
         out = np.empty((er.size, self.sub_row.size, k.shape[1]))
-        return energy_kernel_batch(er, self.sub_edges, self.sub_row, self.row_ln_e, k, k1,
-                                   dens, medges, self.mu_lo, self.mu_hi, out)
+        return energy_kernel_batch(er, c_lo.astype(np.int64), c_hi.astype(np.int64),
+                                   self.sub_edges, self.sub_row, self.row_ln_e, k, k1, dens,
+                                   medges, self.mu_lo, self.mu_hi, out)
 
     def templates(self, er, lr, br, templates: np.ndarray, kern=None) -> np.ndarray:
         """G[event, template, sub] for cell templates [n_tpl, l, b]."""
-        kern = self.energy_kernel(er) if kern is None else kern
+        if kern is None:
+            kern = self.energy_kernel(er, angular_offset(lr, br, *self.pointing))
         out = np.zeros((er.size, templates.shape[0], self.sub_row.size))
         return template_kernel(er, lr, br, kern, self.col0, self.col_t, self.sigma,
                                self.weight, self.eps, self.l_edges, self.b_edges, self.reach,
@@ -104,7 +120,8 @@ def point_source_terms(ctx, inputs: KernelInputs, er, lr, br, src, kern=None) ->
     sig, w, _ = obs.irf.psf(quad.centres, th, zero_fill=True)
     eps = obs.irf.exposure(quad.centres, th, obs.livetime_s, zero_fill=True)
     sig = np.where(w > 0, sig, 1.0)
-    kern = inputs.energy_kernel(er) if kern is None else kern
+    if kern is None:
+        kern = inputs.energy_kernel(er, angular_offset(lr, br, *obs.pointing), [th])
     out = np.zeros((er.size, len(quad)))
     return point_kernel(er, lr, br, kern, int(c0), float(ct), np.ascontiguousarray(sig),
                         np.ascontiguousarray(w), eps, float(src.l_deg), float(src.b_deg), out)
@@ -126,7 +143,9 @@ def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
                                   s.b_deg, s.sigma_deg)
         tpl.append(mass / ctx.obs.true.solid_angle)
         names.append(s.name)
-    kern = inputs.energy_kernel(er)
+    src_theta = [float(angular_offset(s.l_deg, s.b_deg, *ctx.obs.pointing))
+                 for s in ctx.sources if s.is_point]
+    kern = inputs.energy_kernel(er, angular_offset(lr, br, *ctx.obs.pointing), src_theta)
     g = inputs.templates(er, lr, br, np.array(tpl), kern)
     out = {"dm_g": g[:, 0, :]}
     lo, hi = quad.edges[:-1], quad.edges[1:]

@@ -41,11 +41,16 @@ def _table_k(k, k1, dens, edges, row, col, mu, which):
         mu = edges[0] + 1e-300
     if mu >= edges[ne - 1]:
         return k[row, col, ne - 1] if which == 0 else k1[row, col, ne - 1]
-    i = np.searchsorted(edges, mu, side="right") - 1
+    # first guess from a uniform spacing, then fix it (exact for any edges)
+    i = int((mu - edges[0]) / (edges[ne - 1] - edges[0]) * (ne - 1))
     if i < 0:
         i = 0
     if i > ne - 2:
         i = ne - 2
+    while i > 0 and edges[i] > mu:
+        i -= 1
+    while i < ne - 2 and edges[i + 1] <= mu:
+        i += 1
     lo = edges[i]
     m = dens[row, col, i]
     lm = math.log(mu)
@@ -63,12 +68,12 @@ def _table_k(k, k1, dens, edges, row, col, mu, which):
 
 
 @numba.njit(cache=True)
-def _energy_kernel_cols(k, k1, dens, edges, row, ln_e0, dln, er, ea, eb, out):
-    """integral of R_E(E_r|E_t) over [ea, eb] for every offset column (into out)."""
+def _energy_kernel_cols(k, k1, dens, edges, row, ln_e0, dln, er, ea, eb, out, c_lo, c_hi):
+    """integral of R_E(E_r|E_t) over [ea, eb] for offset columns c_lo..c_hi (into out)."""
     mu_lo = er / eb
     mu_hi = er / ea
     ln_er = math.log(er)
-    for c in range(out.shape[0]):
+    for c in range(c_lo, c_hi + 1):
         a0 = _table_k(k, k1, dens, edges, row, c, mu_hi, 0) - _table_k(k, k1, dens, edges, row, c, mu_lo, 0)
         b0 = (_table_k(k, k1, dens, edges, row + 1, c, mu_hi, 0)
               - _table_k(k, k1, dens, edges, row + 1, c, mu_lo, 0))
@@ -79,26 +84,28 @@ def _energy_kernel_cols(k, k1, dens, edges, row, ln_e0, dln, er, ea, eb, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def energy_kernel_batch(er, sub_edges, sub_row, row_ln_e, k, k1, dens, medges, sub_mu_lo,
-                        sub_mu_hi, out):
+def energy_kernel_batch(er, col_lo, col_hi, sub_edges, sub_row, row_ln_e, k, k1, dens,
+                        medges, sub_mu_lo, sub_mu_hi, out):
     """out[event, sub, column] = integral over the sub-interval of R_E(E_r | E_t) for
-    each offset column (0 where the migration cannot reach); shared by all components."""
+    the offset columns col_lo[e]..col_hi[e] an event's windows can touch (0 elsewhere
+    and where the migration cannot reach); shared by all components."""
     n = er.shape[0]
     n_sub = sub_row.shape[0]
     n_cols = k.shape[1]
     for e in numba.prange(n):
-        kcols = np.empty(n_cols)
+        kcols = np.zeros(n_cols)
         for s in range(n_sub):
+            for c in range(n_cols):
+                out[e, s, c] = 0.0
             ea = sub_edges[s]
             eb = sub_edges[s + 1]
             if er[e] / ea < sub_mu_lo[s] or er[e] / eb > sub_mu_hi[s]:
-                for c in range(n_cols):
-                    out[e, s, c] = 0.0
                 continue
             row = sub_row[s]
             _energy_kernel_cols(k, k1, dens, medges, row, row_ln_e[row],
-                                row_ln_e[row + 1] - row_ln_e[row], er[e], ea, eb, kcols)
-            for c in range(n_cols):
+                                row_ln_e[row + 1] - row_ln_e[row], er[e], ea, eb, kcols,
+                                col_lo[e], col_hi[e])
+            for c in range(col_lo[e], col_hi[e] + 1):
                 out[e, s, c] = kcols[c]
     return out
 
