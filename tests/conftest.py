@@ -3,7 +3,6 @@ seed IRF, read once per test session."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -55,5 +54,5 @@ def seed_config():
 @pytest.fixture
 def chdir_root(monkeypatch):
     monkeypatch.chdir(ROOT)
-    os.environ.pop("GAMMADM_DATA", None)
+    monkeypatch.delenv("GAMMADM_DATA", raising=False)
     return ROOT

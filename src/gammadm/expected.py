@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import cell_solid_angle
 from .instrument.normalisation import (
     EnergyQuadrature,
     MigrationTables,
@@ -169,8 +170,6 @@ def ccr_expected(obs: Observation, sub_pixels: int = 4, gl_nodes: int = 4) -> fl
         l_e = np.linspace(rec.lon.edges[edges_l[0]], rec.lon.edges[edges_l[-1] + 1],
                           edges_l.size * sub_pixels + 1)
         b_e = np.linspace(rec.lat.edges[0], rec.lat.edges[-1], rec.lat.nbin * sub_pixels + 1)
-        from .geometry import cell_solid_angle
-
         om = cell_solid_angle(l_e, b_e)
         L, B = np.meshgrid(0.5 * (l_e[1:] + l_e[:-1]), 0.5 * (b_e[1:] + b_e[:-1]), indexing="ij")
         fx, fy = fov_coordinates(L, B, obs.pointing, obs.irf.fov_alignment)
