@@ -17,7 +17,13 @@ from scipy.stats import norm
 from .expected import gaussian_cell_mass, spectral_average
 from .instrument.normalisation import cell_offsets
 from .instrument.reach import angular_offset
-from .kernels.marginal import energy_kernel_batch, pack_migration, point_kernel, template_kernel
+from .kernels.marginal import (
+    energy_kernel_batch,
+    line_kernel,
+    pack_migration,
+    point_kernel,
+    template_kernel,
+)
 from .observation import fov_coordinates
 
 __all__ = ["KernelInputs", "event_terms", "create_store", "fill_chunk"]
@@ -112,6 +118,41 @@ class KernelInputs:
                                np.ascontiguousarray(templates), out)
 
 
+def line_terms(ctx, inputs: KernelInputs, er, lr, br) -> np.ndarray:
+    """g[event, point]: the dark matter's pointwise kernel at the line-energy grid
+    ``ctx.line_energies`` (TeV^-1 sr^-1 per spatial unit per ...): a line at E_line gives
+    lambda = amplitude x factor x g interpolated in ln E at E_line."""
+    obs, mig = ctx.obs, ctx.mig
+    e = ctx.line_energies
+    theta = cell_offsets(obs.true, obs.pointing)
+    tab = mig.table
+    r0, _, t = tab._weights(np.log(np.clip(e, *tab.energy_edges[[0, -1]])),
+                            np.log(tab.energy_nodes))
+    from .instrument.normalisation import psf_cells
+
+    sig, w, d = psf_cells(obs.irf, e, theta)
+    w = np.where(d[..., None], w, 0.0)
+    sig = np.where(w > 0, sig, 1.0)
+    eps = obs.irf.exposure(e[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
+    # migration support of each point's two rows (tail_mass), as for the sub-intervals
+    cdf = mig.cdf
+    lo, hi = np.empty(e.size), np.empty(e.size)
+    for p in range(e.size):
+        c = cdf[r0[p]:r0[p] + 2].reshape(-1, mig.edges.size)
+        c = c[c[:, -1] > 0]
+        lo[p] = mig.edges[max(np.min(np.argmax(c > 0.5 * obs.tail_mass, axis=1)) - 1, 0)]
+        hi[p] = mig.edges[min(np.max(mig.edges.size - 1 - np.argmax(
+            c[:, ::-1] < 1 - 0.5 * obs.tail_mass, axis=1)) + 1, mig.edges.size - 1)]
+    n_sigma = float(norm.isf(0.5 * obs.tail_mass))
+    reach = n_sigma * np.max(np.where(w > 0, sig, 0.0), axis=(1, 2, 3))
+    out = np.zeros((er.size, e.size))
+    return line_kernel(er, lr, br, e, r0.astype(np.int64), t, inputs.mig_arrays[2],
+                       inputs.mig_arrays[3], inputs.col0, inputs.col_t, lo, hi,
+                       np.ascontiguousarray(sig), np.ascontiguousarray(w), eps,
+                       obs.true.lon.edges, obs.true.lat.edges, reach,
+                       np.ascontiguousarray(ctx.spatial_dm), out)
+
+
 def point_source_terms(ctx, inputs: KernelInputs, er, lr, br, src, kern=None) -> np.ndarray:
     """G[event, sub] of a point source: eps K P at the exact source position [sr^-1]."""
     obs, quad, mig = ctx.obs, ctx.quad, ctx.mig
@@ -128,8 +169,9 @@ def point_source_terms(ctx, inputs: KernelInputs, er, lr, br, src, kern=None) ->
 
 
 def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
-    """Per-event terms: ``dm_g`` [event, sub] and lambda [event] of each background
-    at its nominal normalisation (TeV^-1 sr^-1)."""
+    """Per-event terms: ``dm_g`` [event, sub] (continuum), ``dm_line_g`` [event,
+    line-energy point] (lines) and lambda [event] of each background at its nominal
+    normalisation (TeV^-1 sr^-1)."""
     quad = ctx.quad
     er, lr, br = (np.ascontiguousarray(v, dtype=float) for v in (er, lr, br))
     tpl = [ctx.spatial_dm]
@@ -147,7 +189,7 @@ def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
                  for s in ctx.sources if s.is_point]
     kern = inputs.energy_kernel(er, angular_offset(lr, br, *ctx.obs.pointing), src_theta)
     g = inputs.templates(er, lr, br, np.array(tpl), kern)
-    out = {"dm_g": g[:, 0, :]}
+    out = {"dm_g": g[:, 0, :], "dm_line_g": line_terms(ctx, inputs, er, lr, br)}
     lo, hi = quad.edges[:-1], quad.edges[1:]
     for name, model in ctx.backgrounds.items():
         if model == "fermi_gaggero":
@@ -181,6 +223,9 @@ def create_store(ctx, events, path, n_chunks: int) -> None:
         "events/l": ((n,), None, events.l, "deg"),
         "events/b": ((n,), None, events.b, "deg"),
         "axes/sub_edges": ((n_sub + 1,), None, ctx.quad.edges, "TeV"),
+        "axes/line_energies": ((ctx.line_energies.size,), None, ctx.line_energies, "TeV"),
+        "dm/line_g": ((n, ctx.line_energies.size), 0, None,
+                      "pointwise kernel at axes/line_energies (interpolate in ln E)"),
         "dm/g": ((n, n_sub), 0, None, f"TeV-1 sr-1 per ({ctx.models.dm.amplitude_unit}) per "
                                        "(TeV-1 cm-2 s-1 sr-1 per amplitude unit per spatial unit)"),
     }
@@ -212,6 +257,7 @@ def fill_chunk(ctx, inputs: KernelInputs, path, i: int, n_chunks: int) -> int:
     br = root["events/b"][sl]
     terms = event_terms(ctx, inputs, er, lr, br)
     write_region(path, "dm/g", (sl, slice(None)), terms["dm_g"])
+    write_region(path, "dm/line_g", (sl, slice(None)), terms["dm_line_g"])
     for name in ctx.backgrounds:
         write_region(path, f"bkg/{name}", (sl,), terms[name])
     return sl.stop - sl.start

@@ -126,6 +126,38 @@ def _edge_factors(edges, i0, i1, x, scale, sg, f, fp):
         prev_c, prev_d = c, d
 
 
+@numba.njit(cache=True)
+def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp):
+    """Cells within r [deg] of (x_r, y_r) and, per PSF term, the l and b factors of their
+    PSF masses at the reference widths ``sigma_ref`` (see `template_kernel`)."""
+    n_l = l_edges.shape[0] - 1
+    n_b = b_edges.shape[0] - 1
+    il0 = max(np.searchsorted(l_edges, x_r - r / cb_r) - 1, 0)
+    il1 = min(np.searchsorted(l_edges, x_r + r / cb_r), n_l)
+    ib0 = max(np.searchsorted(b_edges, y_r - r) - 1, 0)
+    ib1 = min(np.searchsorted(b_edges, y_r + r), n_b)
+    for q in range(sigma_ref.shape[0]):
+        _edge_factors(l_edges, il0, il1, x_r, 1.0, sigma_ref[q] / cref, fl[q], flp[q])
+        _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sigma_ref[q], fb[q], fbp[q])
+    return il0, il1, ib0, ib1
+
+
+@numba.njit(cache=True)
+def _cell_mass(w_cell, s_cell, s_ref, cb, cref, fl, flp, fb, fbp, a, b):
+    """PSF mass of one cell from the window factors (index a in l, b in b), corrected to
+    first order for its widths ``s_cell`` against the reference ``s_ref``."""
+    mass = 0.0
+    for q in range(w_cell.shape[0]):
+        w = w_cell[q]
+        if w == 0.0:
+            continue
+        fa = fl[q, a]
+        fbb = fb[q, b]
+        mass += w * (fa * fbb + (s_cell[q] / cb - s_ref[q] / cref) * flp[q, a] * fbb
+                     + (s_cell[q] - s_ref[q]) * fa * fbp[q, b])
+    return mass
+
+
 @numba.njit(parallel=True, cache=True)
 def template_kernel(er, lr, br, kern, col0, col_t, sigma, weight, eps, l_edges, b_edges,
                     reach_deg, templates, out):
@@ -175,16 +207,10 @@ def template_kernel(er, lr, br, kern, col0, col_t, sigma, weight, eps, l_edges, 
                     nonzero = True
             if not nonzero:
                 continue
-            r = reach_deg[s]
-            il0 = max(np.searchsorted(l_edges, x_r - r / cb_r) - 1, 0)
-            il1 = min(np.searchsorted(l_edges, x_r + r / cb_r), n_l)
-            ib0 = max(np.searchsorted(b_edges, y_r - r) - 1, 0)
-            ib1 = min(np.searchsorted(b_edges, y_r + r), n_b)
             cref = cosb[jb]
-            for q in range(n_terms):
-                sref = sigma[s, jl, jb, q]
-                _edge_factors(l_edges, il0, il1, x_r, 1.0, sref / cref, fl[q], flp[q])
-                _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sref, fb[q], fbp[q])
+            il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r,
+                                                 reach_deg[s], sigma[s, jl, jb], cref,
+                                                 fl, flp, fb, fbp)
             for il in range(il0, il1):
                 for ib in range(ib0, ib1):
                     cbc = cosb[ib]
@@ -196,17 +222,8 @@ def template_kernel(er, lr, br, kern, col0, col_t, sigma, weight, eps, l_edges, 
                     kk = (1.0 - tt) * kcols[c0] + tt * kcols[c0 + 1]
                     if kk == 0.0:
                         continue
-                    mass = 0.0
-                    for q in range(n_terms):
-                        w = weight[s, il, ib, q]
-                        if w == 0.0:
-                            continue
-                        sg = sigma[s, il, ib, q]
-                        sref = sigma[s, jl, jb, q]
-                        a = fl[q, il - il0]
-                        bb = fb[q, ib - ib0]
-                        mass += w * (a * bb + (sg / cbc - sref / cref) * flp[q, il - il0] * bb
-                                     + (sg - sref) * a * fbp[q, ib - ib0])
+                    mass = _cell_mass(weight[s, il, ib], sigma[s, il, ib], sigma[s, jl, jb],
+                                      cbc, cref, fl, flp, fb, fbp, il - il0, ib - ib0)
                     val = ep * kk * mass
                     for t in range(n_tpl):
                         out[e, t, s] += templates[t, il, ib] * val
@@ -249,3 +266,61 @@ def pack_migration(mig) -> tuple:
     """The migration tables as contiguous arrays for the kernels."""
     return (np.ascontiguousarray(mig.k), np.ascontiguousarray(mig.k1),
             np.ascontiguousarray(mig.density), np.ascontiguousarray(mig.edges))
+
+
+@numba.njit(parallel=True, cache=True)
+def line_kernel(er, lr, br, pts_e, pts_row, pts_t, dens, medges, col0, col_t, mu_lo, mu_hi,
+                sigma, weight, eps, l_edges, b_edges, reach_deg, template, out):
+    """out[event, point] = sum_cells T eps R_E(E_r | E_pt) M_cell(x_r) at true energies
+    E_pt (pointwise, for lines): the migration row mix at E_pt, its histogram at
+    mu = E_r / E_pt, divided by E_pt. PSF masses as in `template_kernel` (separable,
+    first-order width correction). Shapes: pts_* (n_pts,); sigma, weight
+    (n_pts, n_l, n_b, n_terms); eps (n_pts, n_l, n_b); template (n_l, n_b)."""
+    n = er.shape[0]
+    n_pts = pts_e.shape[0]
+    n_l = l_edges.shape[0] - 1
+    n_b = b_edges.shape[0] - 1
+    n_terms = sigma.shape[3]
+    ne = medges.shape[0]
+    for e in numba.prange(n):
+        fl = np.empty((n_terms, n_l))
+        flp = np.empty((n_terms, n_l))
+        fb = np.empty((n_terms, n_b))
+        fbp = np.empty((n_terms, n_b))
+        cosb = np.empty(n_b)
+        for ib in range(n_b):
+            cosb[ib] = math.cos(math.radians(0.5 * (b_edges[ib] + b_edges[ib + 1])))
+        x_r = lr[e]
+        y_r = br[e]
+        cb_r = math.cos(math.radians(y_r))
+        jl = min(max(np.searchsorted(l_edges, x_r) - 1, 0), n_l - 1)
+        jb = min(max(np.searchsorted(b_edges, y_r) - 1, 0), n_b - 1)
+        for p in range(n_pts):
+            out[e, p] = 0.0
+            mu = er[e] / pts_e[p]
+            if mu < mu_lo[p] or mu > mu_hi[p] or mu >= medges[ne - 1] or mu <= medges[0]:
+                continue
+            i = np.searchsorted(medges, mu, side="right") - 1
+            row = pts_row[p]
+            t = pts_t[p]
+            cref = cosb[jb]
+            il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r,
+                                                 reach_deg[p], sigma[p, jl, jb], cref,
+                                                 fl, flp, fb, fbp)
+            acc = 0.0
+            for il in range(il0, il1):
+                for ib in range(ib0, ib1):
+                    ep = eps[p, il, ib]
+                    if ep == 0.0:
+                        continue
+                    c0 = col0[il, ib]
+                    tt = col_t[il, ib]
+                    m = ((1 - t) * ((1 - tt) * dens[row, c0, i] + tt * dens[row, c0 + 1, i])
+                         + t * ((1 - tt) * dens[row + 1, c0, i] + tt * dens[row + 1, c0 + 1, i]))
+                    if m == 0.0:
+                        continue
+                    mass = _cell_mass(weight[p, il, ib], sigma[p, il, ib], sigma[p, jl, jb],
+                                      cosb[ib], cref, fl, flp, fb, fbp, il - il0, ib - ib0)
+                    acc += template[il, ib] * ep * m * mass
+            out[e, p] = acc / pts_e[p]
+    return out
