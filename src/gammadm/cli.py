@@ -89,8 +89,7 @@ def cmd_tabulate(args) -> int:
     from .models.tables import build_models, write_tables
 
     cfg = _load(args)
-    obs_name = args.obs or cfg["observations"][0]["name"]
-    out = Path(args.out or f"results/{cfg['campaign']}/{obs_name}/tables.zarr")
+    obs_name, out = _stage_output(cfg, args, "tables.zarr")
     models = build_models(cfg, obs_name)
     write_tables(models, out)
     if models.hgps is not None:
@@ -108,43 +107,57 @@ def cmd_plot_models(args) -> int:
     from .models.tables import build_models
 
     cfg = _load(args)
-    obs_name = args.obs or cfg["observations"][0]["name"]
-    out = Path(args.out or f"results/{cfg['campaign']}/{obs_name}/figures")
+    obs_name, out = _stage_output(cfg, args, "figures")
     for path in plot_models(build_models(cfg, obs_name), out):
         print(f"wrote {path}")
     return 0
 
 
-def cmd_normalise(args) -> int:
-    """IRF normalisation and expected-count terms: create norm.zarr and/or fill chunks."""
-    from .normalise import NormContext, create, fill_chunk
+def _chunk_plan(args, n_chunks: int, field: str):
+    """(create the store?, chunk indices to fill) from --create / --chunk i/n; None
+    after printing one error line (bad --chunk, or n differing from the config)."""
     from .store import parse_chunk
 
-    cfg = _load(args)
-    obs_name = args.obs or cfg["observations"][0]["name"]
-    out = Path(args.out or f"results/{cfg['campaign']}/{obs_name}/norm.zarr")
-    n_chunks = cfg["normalisation"]["chunks"]
     try:
         chunk = parse_chunk(args.chunk) if args.chunk else None
     except ValueError as exc:
-        print(f"gammadm normalise: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"gammadm {args.command}: error: {exc}", file=sys.stderr)
+        return None
     if chunk and chunk[1] != n_chunks:
-        print(f"gammadm normalise: error: --chunk {args.chunk} but config field "
-              f"'normalisation.chunks' is {n_chunks}", file=sys.stderr)
+        print(f"gammadm {args.command}: error: --chunk {args.chunk} but config field "
+              f"'{field}' is {n_chunks}", file=sys.stderr)
+        return None
+    if chunk:
+        return args.create, [chunk[0]]
+    return True, ([] if args.create else list(range(n_chunks)))
+
+
+def _touch(sentinel: str | None) -> None:
+    if sentinel:
+        Path(sentinel).parent.mkdir(parents=True, exist_ok=True)
+        Path(sentinel).touch()
+
+
+def cmd_normalise(args) -> int:
+    """IRF normalisation and expected-count terms: create norm.zarr and/or fill chunks."""
+    from .normalise import NormContext, create, fill_chunk
+
+    cfg = _load(args)
+    obs_name, out = _stage_output(cfg, args, "norm.zarr")
+    n_chunks = cfg["normalisation"]["chunks"]
+    plan = _chunk_plan(args, n_chunks, "normalisation.chunks")
+    if plan is None:
         return 2
+    create_it, todo = plan
     ctx = NormContext(cfg, obs_name)
-    if args.create or chunk is None:
+    if create_it:
         create(ctx, out, n_chunks)
         print(f"created {out} ({len(ctx.quad)} energy sub-intervals x "
               f"{ctx.obs.true.shape[1]} x {ctx.obs.true.shape[2]} cells, {n_chunks} chunk(s))")
-    todo = [chunk[0]] if chunk else ([] if args.create else range(n_chunks))
     for i in todo:
         fill_chunk(ctx, out, i, n_chunks)
         print(f"filled chunk {i}/{n_chunks} of {out}")
-    if args.sentinel:
-        Path(args.sentinel).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.sentinel).touch()
+    _touch(args.sentinel)
     return 0
 
 
@@ -158,8 +171,7 @@ def cmd_simulate(args) -> int:
     from .normalise import NormContext
 
     cfg = _load(args)
-    obs_name = args.obs or cfg["observations"][0]["name"]
-    out = Path(args.out or f"results/{cfg['campaign']}/{obs_name}/events.fits")
+    obs_name, out = _stage_output(cfg, args, "events.fits")
     sim = cfg["simulation"]
     obs_cfg = next(o for o in cfg["observations"] if o["name"] == obs_name)
     ctx = NormContext(cfg, obs_name)
@@ -186,39 +198,45 @@ def cmd_marginalise(args) -> int:
     from .events import read_events
     from .marginalise import KernelInputs, create_store, fill_chunk
     from .normalise import NormContext
-    from .store import parse_chunk
 
     cfg = _load(args)
-    obs_name = args.obs or cfg["observations"][0]["name"]
-    base = Path(f"results/{cfg['campaign']}/{obs_name}")
-    out = Path(args.out or base / "marginals.zarr")
+    obs_name, out = _stage_output(cfg, args, "marginals.zarr")
     n_chunks = cfg["marginalisation"]["chunks"]
-    try:
-        chunk = parse_chunk(args.chunk) if args.chunk else None
-    except ValueError as exc:
-        print(f"gammadm marginalise: error: {exc}", file=sys.stderr)
+    plan = _chunk_plan(args, n_chunks, "marginalisation.chunks")
+    if plan is None:
         return 2
-    if chunk and chunk[1] != n_chunks:
-        print(f"gammadm marginalise: error: --chunk {args.chunk} but config field "
-              f"'marginalisation.chunks' is {n_chunks}", file=sys.stderr)
-        return 2
+    create_it, todo = plan
     ctx = NormContext(cfg, obs_name)
-    if args.create or chunk is None:
-        events = read_events(args.events or base / "events.fits", ctx.obs.roi,
+    if create_it:
+        default = Path(f"results/{cfg['campaign']}/{obs_name}/events.fits")
+        events = read_events(args.events or default, ctx.obs.roi,
                              cfg["roi"]["strict"], ctx.obs.pointing)
         create_store(ctx, events, out, n_chunks)
         print(f"created {out} ({events.n} events; {events.n_cut_roi} outside the ROI and "
               f"{events.n_cut_gti} outside the GTIs were cut)")
-    todo = [chunk[0]] if chunk else ([] if args.create else range(n_chunks))
     if todo:
         inputs = KernelInputs.build(ctx)
         for i in todo:
             k = fill_chunk(ctx, inputs, out, i, n_chunks)
             print(f"filled chunk {i}/{n_chunks} of {out} ({k} events)")
-    if args.sentinel:
-        Path(args.sentinel).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.sentinel).touch()
+    _touch(args.sentinel)
     return 0
+
+
+def _stage_parser(sub, name: str, help_text: str, output: str, func):
+    """A per-observation stage: --config, --obs and --out (default under results/)."""
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--obs", help="observation name (default: the first)")
+    p.add_argument("--out", help=f"output (default results/{{campaign}}/{{obs}}/{output})")
+    p.set_defaults(func=func)
+    return p
+
+
+def _stage_output(cfg: dict, args, output: str) -> tuple[str, Path]:
+    """The observation a stage works on and its output path."""
+    obs_name = args.obs or cfg["observations"][0]["name"]
+    return obs_name, Path(args.out or f"results/{cfg['campaign']}/{obs_name}/{output}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,42 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--obs", help="observation name (default: the first)")
     i.set_defaults(func=cmd_irf)
 
-    t = sub.add_parser("tabulate", help="exposure, templates and spectra -> tables.zarr")
-    t.add_argument("--config", default=DEFAULT_CONFIG)
-    t.add_argument("--obs", help="observation name (default: the first)")
-    t.add_argument("--out", help="output store (default results/{campaign}/{obs}/tables.zarr)")
-    t.set_defaults(func=cmd_tabulate)
-
-    n = sub.add_parser("normalise", help="IRF normalisation N and expected counts -> norm.zarr")
-    n.add_argument("--config", default=DEFAULT_CONFIG)
-    n.add_argument("--obs", help="observation name (default: the first)")
-    n.add_argument("--out", help="store (default results/{campaign}/{obs}/norm.zarr)")
+    _stage_parser(sub, "tabulate", "exposure, templates and spectra -> tables.zarr",
+                  "tables.zarr", cmd_tabulate)
+    n = _stage_parser(sub, "normalise", "IRF normalisation N and expected counts -> norm.zarr",
+                      "norm.zarr", cmd_normalise)
     n.add_argument("--create", action="store_true", help="create the store (NaN-filled)")
     n.add_argument("--chunk", help="fill chunk i of n (i/n); n must be normalisation.chunks")
     n.add_argument("--sentinel", help="file to touch when done")
-    n.set_defaults(func=cmd_normalise)
-
-    g = sub.add_parser("marginalise", help="per-event marginals -> marginals.zarr")
-    g.add_argument("--config", default=DEFAULT_CONFIG)
-    g.add_argument("--obs", help="observation name (default: the first)")
+    g = _stage_parser(sub, "marginalise", "per-event marginals -> marginals.zarr",
+                      "marginals.zarr", cmd_marginalise)
     g.add_argument("--events", help="event list (default results/{campaign}/{obs}/events.fits)")
-    g.add_argument("--out", help="store (default results/{campaign}/{obs}/marginals.zarr)")
     g.add_argument("--create", action="store_true", help="create the store (NaN-filled)")
     g.add_argument("--chunk", help="fill chunk i of n (i/n); n must be marginalisation.chunks")
     g.add_argument("--sentinel", help="file to touch when done")
-    g.set_defaults(func=cmd_marginalise)
-
-    m = sub.add_parser("simulate", help="simulate an observation's events (GADF DL3)")
-    m.add_argument("--config", default=DEFAULT_CONFIG)
-    m.add_argument("--obs", help="observation name (default: the first)")
-    m.add_argument("--out", help="event file (default results/{campaign}/{obs}/events.fits)")
-    m.set_defaults(func=cmd_simulate)
-
-    f = sub.add_parser("plot-models", help="figures of spectra, J, backgrounds (PNG)")
-    f.add_argument("--config", default=DEFAULT_CONFIG)
-    f.add_argument("--obs", help="observation name (default: the first)")
-    f.add_argument("--out", help="output folder (default results/{campaign}/{obs}/figures)")
-    f.set_defaults(func=cmd_plot_models)
+    _stage_parser(sub, "simulate", "simulate an observation's events (GADF DL3)",
+                  "events.fits", cmd_simulate)
+    _stage_parser(sub, "plot-models", "figures of spectra, J, backgrounds (PNG)", "figures",
+                  cmd_plot_models)
     return p
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import norm
 
 from .expected import gaussian_cell_mass, spectral_average
-from .instrument.normalisation import cell_offsets
+from .instrument.normalisation import cell_offsets, psf_cells
 from .instrument.reach import angular_offset
 from .kernels.marginal import (
     energy_kernel_batch,
@@ -29,23 +29,35 @@ from .observation import fov_coordinates
 __all__ = ["KernelInputs", "event_terms", "create_store", "fill_chunk"]
 
 
-def _support(mig, quad, tail_mass: float):
-    """Per sub-interval, the mu range holding all but tail_mass of its rows' migration."""
-    cdf = mig.cdf  # (rows, cols, edges)
+def _support(mig, rows, tail_mass: float):
+    """For each lower migration row in ``rows`` (mixed with the next one), the mu range
+    holding all but tail_mass of the two rows' migration (empty if both are undefined)."""
     edges = mig.edges
-    lo = np.empty(len(quad))
-    hi = np.empty(len(quad))
-    for s in range(len(quad)):
-        c = cdf[quad.row[s]:quad.row[s] + 2].reshape(-1, edges.size)
+    lo = np.empty(len(rows))
+    hi = np.empty(len(rows))
+    for k, r in enumerate(rows):
+        c = mig.cdf[r:r + 2].reshape(-1, edges.size)
         c = c[c[:, -1] > 0]
         if c.size == 0:
-            lo[s], hi[s] = np.inf, -np.inf
+            lo[k], hi[k] = np.inf, -np.inf
             continue
         i_lo = np.min(np.argmax(c > 0.5 * tail_mass, axis=1))
         i_hi = np.max(edges.size - 1 - np.argmax(c[:, ::-1] < 1 - 0.5 * tail_mass, axis=1))
-        lo[s] = edges[max(i_lo - 1, 0)]
-        hi[s] = edges[min(i_hi + 1, edges.size - 1)]
+        lo[k] = edges[max(i_lo - 1, 0)]
+        hi[k] = edges[min(i_hi + 1, edges.size - 1)]
     return lo, hi
+
+
+def _psf_window(obs, energies, theta):
+    """PSF terms at energies x cells for the kernels (unused terms dropped, weight 0 where
+    undefined, width 1 where unused) and the window radius per energy [deg]."""
+    sig, w, d = psf_cells(obs.irf, energies, theta)
+    w = np.where(d[..., None], w, 0.0)
+    used = np.flatnonzero((w > 0).any(axis=(0, 1, 2)))
+    sig, w = sig[..., used], w[..., used]
+    reach = float(norm.isf(0.5 * obs.tail_mass)) * np.max(np.where(w > 0, sig, 0.0),
+                                                            axis=(1, 2, 3))
+    return np.ascontiguousarray(np.where(w > 0, sig, 1.0)), np.ascontiguousarray(w), reach
 
 
 @dataclass
@@ -75,17 +87,11 @@ class KernelInputs:
         theta = cell_offsets(obs.true, obs.pointing)
         c0, _, ct = mig.theta_mix(theta)
         ec = quad.centres
-        sig, w, d = obs.irf.psf(ec[:, None, None], theta[None], zero_fill=True)
-        used = np.flatnonzero((w > 0).any(axis=(0, 1, 2)))
-        sig, w = sig[..., used], w[..., used]
+        sig, w, reach = _psf_window(obs, ec, theta)
         eps = obs.irf.exposure(ec[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
-        sig = np.where(w > 0, sig, 1.0)
-        n_sigma = float(norm.isf(0.5 * obs.tail_mass))
-        reach = n_sigma * np.max(np.where(w > 0, sig, 0.0), axis=(1, 2, 3))
-        lo, hi = _support(mig, quad, obs.tail_mass)
+        lo, hi = _support(mig, quad.row, obs.tail_mass)
         return cls(quad.edges, quad.row.astype(np.int64), quad.row_log_energy,
-                   pack_migration(mig), c0.astype(np.int64), ct, lo, hi,
-                   np.ascontiguousarray(sig), np.ascontiguousarray(w), eps,
+                   pack_migration(mig), c0.astype(np.int64), ct, lo, hi, sig, w, eps,
                    obs.true.lon.edges, obs.true.lat.edges, reach, mig.table.offset_nodes,
                    obs.pointing)
 
@@ -128,27 +134,12 @@ def line_terms(ctx, inputs: KernelInputs, er, lr, br) -> np.ndarray:
     tab = mig.table
     r0, _, t = tab._weights(np.log(np.clip(e, *tab.energy_edges[[0, -1]])),
                             np.log(tab.energy_nodes))
-    from .instrument.normalisation import psf_cells
-
-    sig, w, d = psf_cells(obs.irf, e, theta)
-    w = np.where(d[..., None], w, 0.0)
-    sig = np.where(w > 0, sig, 1.0)
+    sig, w, reach = _psf_window(obs, e, theta)
     eps = obs.irf.exposure(e[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
-    # migration support of each point's two rows (tail_mass), as for the sub-intervals
-    cdf = mig.cdf
-    lo, hi = np.empty(e.size), np.empty(e.size)
-    for p in range(e.size):
-        c = cdf[r0[p]:r0[p] + 2].reshape(-1, mig.edges.size)
-        c = c[c[:, -1] > 0]
-        lo[p] = mig.edges[max(np.min(np.argmax(c > 0.5 * obs.tail_mass, axis=1)) - 1, 0)]
-        hi[p] = mig.edges[min(np.max(mig.edges.size - 1 - np.argmax(
-            c[:, ::-1] < 1 - 0.5 * obs.tail_mass, axis=1)) + 1, mig.edges.size - 1)]
-    n_sigma = float(norm.isf(0.5 * obs.tail_mass))
-    reach = n_sigma * np.max(np.where(w > 0, sig, 0.0), axis=(1, 2, 3))
+    lo, hi = _support(mig, r0, obs.tail_mass)
     out = np.zeros((er.size, e.size))
     return line_kernel(er, lr, br, e, r0.astype(np.int64), t, inputs.mig_arrays[2],
-                       inputs.mig_arrays[3], inputs.col0, inputs.col_t, lo, hi,
-                       np.ascontiguousarray(sig), np.ascontiguousarray(w), eps,
+                       inputs.mig_arrays[3], inputs.col0, inputs.col_t, lo, hi, sig, w, eps,
                        obs.true.lon.edges, obs.true.lat.edges, reach,
                        np.ascontiguousarray(ctx.spatial_dm), out)
 

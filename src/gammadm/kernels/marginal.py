@@ -127,6 +127,23 @@ def _edge_factors(edges, i0, i1, x, scale, sg, f, fp):
 
 
 @numba.njit(cache=True)
+def _row_cos(b_edges):
+    """cos b at the centre of each latitude row (the tangent-plane scale of dl)."""
+    n_b = b_edges.shape[0] - 1
+    out = np.empty(n_b)
+    for ib in range(n_b):
+        out[ib] = math.cos(math.radians(0.5 * (b_edges[ib] + b_edges[ib + 1])))
+    return out
+
+
+@numba.njit(cache=True)
+def _scratch(n_terms, n_l, n_b):
+    """Per-event buffers of the window factors (l, dl/dsigma, b, db/dsigma)."""
+    return (np.empty((n_terms, n_l)), np.empty((n_terms, n_l)), np.empty((n_terms, n_b)),
+            np.empty((n_terms, n_b)))
+
+
+@numba.njit(cache=True)
 def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp):
     """Cells within r [deg] of (x_r, y_r) and, per PSF term, the l and b factors of their
     PSF masses at the reference widths ``sigma_ref`` (see `template_kernel`)."""
@@ -181,15 +198,10 @@ def template_kernel(er, lr, br, kern, col0, col_t, sigma, weight, eps, l_edges, 
     n_cols = kern.shape[2]
     n_tpl = templates.shape[0]
     n_terms = sigma.shape[3]
+    cosb = _row_cos(b_edges)
     for e in numba.prange(n):
         kcols = np.empty(n_cols)
-        cosb = np.empty(n_b)
-        for ib in range(n_b):
-            cosb[ib] = math.cos(math.radians(0.5 * (b_edges[ib] + b_edges[ib + 1])))
-        fl = np.empty((n_terms, n_l))
-        flp = np.empty((n_terms, n_l))
-        fb = np.empty((n_terms, n_b))
-        fbp = np.empty((n_terms, n_b))
+        fl, flp, fb, fbp = _scratch(n_terms, n_l, n_b)
         for t in range(n_tpl):
             for s in range(n_sub):
                 out[e, t, s] = 0.0
@@ -282,14 +294,9 @@ def line_kernel(er, lr, br, pts_e, pts_row, pts_t, dens, medges, col0, col_t, mu
     n_b = b_edges.shape[0] - 1
     n_terms = sigma.shape[3]
     ne = medges.shape[0]
+    cosb = _row_cos(b_edges)
     for e in numba.prange(n):
-        fl = np.empty((n_terms, n_l))
-        flp = np.empty((n_terms, n_l))
-        fb = np.empty((n_terms, n_b))
-        fbp = np.empty((n_terms, n_b))
-        cosb = np.empty(n_b)
-        for ib in range(n_b):
-            cosb[ib] = math.cos(math.radians(0.5 * (b_edges[ib] + b_edges[ib + 1])))
+        fl, flp, fb, fbp = _scratch(n_terms, n_l, n_b)
         x_r = lr[e]
         y_r = br[e]
         cb_r = math.cos(math.radians(y_r))
