@@ -6,7 +6,7 @@ from scipy.stats import qmc
 
 from gammadm.config import load_config
 from gammadm.expected import spectral_average, subinterval_terms
-from gammadm.marginalise import KernelInputs, event_terms
+from gammadm.marginalise import KernelInputs, band_matvec, band_to_dense, event_terms
 from gammadm.normalise import NormContext
 
 from .conftest import ROOT
@@ -35,7 +35,10 @@ def _qmc_integral(ctx, inputs, seed, n=2**15):
     br = np.degrees(np.arcsin(s0 + (s1 - s0) * u[:, 2]))
     w = er * np.log(e1 / e0) * roi.solid_angle  # dE dOmega per unit of the cube
     out = event_terms(ctx, inputs, er, lr, br)
-    return {k: np.mean(v * (w[:, None] if v.ndim == 2 else w), axis=0) for k, v in out.items()}
+    out["dm_g"] = band_to_dense(out["dm_g"], out["dm_first"], len(ctx.quad))
+    out["line_g"] = band_to_dense(out["line_g"], out["line_first"], ctx.line_energies.size)
+    return {k: np.mean(v * (w[:, None] if v.ndim == 2 else w), axis=0) for k, v in out.items()
+            if k in ("dm_g", "line_g") or k in ctx.backgrounds}
 
 
 def test_lambda_integrates_to_mu(tiny):
@@ -117,7 +120,7 @@ def test_marginals_store_chunks_and_the_likelihood_peaks_at_the_truth(tmp_path):
     best = []
     for m in (0.5, 0.7, 1.0, 1.5, 3.0):
         sf = spectral_average(lambda e: dm.spectral_factor(e, m), edges[:-1], edges[1:], upper=m)
-        p = (a["dm/g"] @ sf) / np.sum(sf * np.diff(edges) * n["dm/h"])
+        p = band_matvec(a["dm/g"], a["dm/g_first"], sf) / np.sum(sf * np.diff(edges) * n["dm/h"])
         ll = [np.sum(np.log(f * p + (1 - f) * bkg)) for f in fracs]
         best.append((max(ll), m, fracs[int(np.argmax(ll))]))
     _, m_best, f_best = max(best)
@@ -136,30 +139,44 @@ def test_constant_template_gives_phi_eps(tiny):
     ctx, inputs, _ = tiny
     true = ctx.obs.true
     i0, j0 = true.shape[1] // 2, true.shape[2] // 2
-    sigma = np.broadcast_to(inputs.sigma[:, i0:i0 + 1, j0:j0 + 1], inputs.sigma.shape).copy()
-    weight = np.broadcast_to(inputs.weight[:, i0:i0 + 1, j0:j0 + 1], inputs.weight.shape).copy()
-    flat = dataclasses.replace(inputs, eps=np.full_like(inputs.eps, 2.5e9), sigma=sigma,
-                               weight=weight, col0=np.zeros_like(inputs.col0),
-                               col_t=np.zeros_like(inputs.col_t))
+    sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach = inputs.spatial
+
+    def flat(a, fill=None):
+        a = np.broadcast_to(a[:, i0:i0 + 1, j0:j0 + 1], a.shape).copy()
+        return a if fill is None else np.full_like(a, fill)
+
+    # offset-independent: the PSF of the central cell everywhere, eps = 2.5e9 cm2 s,
+    # migration column 0 everywhere
+    sig = flat(sigma)
+    tot = flat(ca).sum(axis=-1, keepdims=True)
+    w = np.divide(flat(ca), tot, out=np.zeros_like(tot * ca), where=tot > 0)  # term weights
+    ca_f = 2.5e9 * w
+    cosb = np.cos(np.radians(0.5 * (b_edges[1:] + b_edges[:-1])))
+    spatial = (sig, ca_f, ca_f * sig / cosb[None, None, :, None], ca_f * sig,
+               np.zeros_like(col0), np.zeros_like(col_t), l_edges, b_edges, reach)
+    const = dataclasses.replace(inputs, spatial=spatial,
+                                templates=np.full((1,) + true.shape[1:], 7.0),
+                                phi=np.zeros((1, len(ctx.quad))), tpl_names=[],
+                                source_theta=np.zeros(0))
     lc = 0.5 * (true.lon.edges[0] + true.lon.edges[-1])
     bc = 0.5 * (true.lat.edges[0] + true.lat.edges[-1])
     er = np.array([2.5, 3.3, 4.4])
-    g = flat.templates(er, np.full(3, lc), np.full(3, bc), np.full((1,) + true.shape[1:], 7.0))
+    out = const.run(er, np.full(3, lc), np.full(3, bc))
+    g = band_to_dense(out["dm_g"], out["dm_first"], len(ctx.quad))
     col = ctx.mig.table.offset_nodes[0]  # column 0 of the migration
     for i, e in enumerate(er):
-        subs = np.flatnonzero(g[i, 0] != 0)
+        subs = np.flatnonzero(g[i] != 0)
         assert subs.size > 3
         k = energy_kernel_sub(ctx.mig, ctx.quad, e, col, subs)
         # the window must stay 6 sigma inside the grid for this check
-        assert np.all(flat.reach[subs] / 5.33 * 6 < 0.5 * (true.lon.edges[-1] - true.lon.edges[0]))
-        np.testing.assert_allclose(g[i, 0, subs], 7.0 * 2.5e9 * k, rtol=1e-6)
+        assert np.all(reach[subs] / 5.33 * 6 < 0.5 * (true.lon.edges[-1] - true.lon.edges[0]))
+        np.testing.assert_allclose(g[i, subs], 7.0 * 2.5e9 * k, rtol=1e-6)
 
 
 def test_line_kernel_integrates_to_the_pointwise_h(tiny):
     """The dark matter's pointwise (line) kernel integrated over the ROI equals the
     pointwise H(E) used for the lines' expected counts."""
     from gammadm.expected import dm_points_kernel
-    from gammadm.marginalise import line_terms
 
     ctx, inputs, _ = tiny
     roi = ctx.obs.roi
@@ -169,7 +186,8 @@ def test_line_kernel_integrates_to_the_pointwise_h(tiny):
     lr = l0 + (l1 - l0) * u[:, 1]
     s0, s1 = np.sin(np.radians([b0, b1]))
     br = np.degrees(np.arcsin(s0 + (s1 - s0) * u[:, 2]))
-    g = line_terms(ctx, inputs, er, lr, br)
+    out = inputs.run(er, lr, br)
+    g = band_to_dense(out["line_g"], out["line_first"], ctx.line_energies.size)
     w = er * np.log(e1 / e0) * roi.solid_angle
     integral = np.mean(g * w[:, None], axis=0)
     h = dm_points_kernel(ctx.obs, ctx.mig, ctx.spatial_dm, ctx.line_energies)

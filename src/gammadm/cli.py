@@ -207,15 +207,15 @@ def cmd_marginalise(args) -> int:
         return 2
     create_it, todo = plan
     ctx = NormContext(cfg, obs_name)
+    inputs = KernelInputs.build(ctx)
     if create_it:
         default = Path(f"results/{cfg['campaign']}/{obs_name}/events.fits")
         events = read_events(args.events or default, ctx.obs.roi,
                              cfg["roi"]["strict"], ctx.obs.pointing)
-        create_store(ctx, events, out, n_chunks)
+        create_store(ctx, inputs, events, out, n_chunks)
         print(f"created {out} ({events.n} events; {events.n_cut_roi} outside the ROI and "
               f"{events.n_cut_gti} outside the GTIs were cut)")
     if todo:
-        inputs = KernelInputs.build(ctx)
         for i in todo:
             k = fill_chunk(ctx, inputs, out, i, n_chunks)
             print(f"filled chunk {i}/{n_chunks} of {out} ({k} events)")

@@ -1,10 +1,12 @@
 """Per-event marginalisation: arrays for the numba kernels and lambda per component.
 
-`KernelInputs` tabulates, once per observation, what the kernels need on the energy
-sub-intervals and true cells (exposure, PSF terms, offset-column mix, migration
-support and tables). `event_terms` evaluates, per event, the dark-matter energy kernel
-G_e[s] (so that lambda_DM(e | m) = amplitude sum_s S_s(m) G_e[s] for any mass) and
-lambda of every background component at its nominal normalisation.
+`KernelInputs` tabulates, once per observation, what the fused kernel needs on the
+energy sub-intervals and true cells (exposure and PSF coefficients, offset-column mix,
+migration support and tables, templates with their spectra, line-energy grid, point
+sources). `event_terms` evaluates, per event, the dark-matter energy kernel G_e[s] on
+its band of sub-intervals (lambda_DM(e | m) = amplitude sum_s S_s(m) G_e[s] for any
+mass), the pointwise kernel for lines, and lambda of every background component at its
+nominal normalisation.
 """
 
 from __future__ import annotations
@@ -17,16 +19,11 @@ from scipy.stats import norm
 from .expected import gaussian_cell_mass, spectral_average
 from .instrument.normalisation import cell_offsets, psf_cells
 from .instrument.reach import angular_offset
-from .kernels.marginal import (
-    energy_kernel_batch,
-    line_kernel,
-    pack_migration,
-    point_kernel,
-    template_kernel,
-)
+from .kernels.marginal import active_ranges, marginal_kernel, pack_migration
 from .observation import fov_coordinates
 
-__all__ = ["KernelInputs", "event_terms", "create_store", "fill_chunk"]
+__all__ = ["KernelInputs", "band_matvec", "band_to_dense", "event_terms", "create_store",
+           "fill_chunk"]
 
 
 def _support(mig, rows, tail_mass: float):
@@ -60,165 +57,230 @@ def _psf_window(obs, energies, theta):
     return np.ascontiguousarray(np.where(w > 0, sig, 1.0)), np.ascontiguousarray(w), reach
 
 
+def _point_source_arrays(ctx, lo, hi):
+    """Point sources for the kernel: positions, offset-column mix, PSF terms, exposure
+    and flux per sub-interval at the exact source position."""
+    obs, quad, mig = ctx.obs, ctx.quad, ctx.mig
+    pts = [s for s in ctx.sources if s.is_point]
+    n_sub = len(quad)
+    lb = np.array([[s.l_deg, s.b_deg] for s in pts], dtype=float).reshape(-1, 2)
+    theta = angular_offset(lb[:, 0], lb[:, 1], *obs.pointing)
+    c0, _, ct = mig.theta_mix(theta)
+    sig, w = [], []
+    for th in theta:
+        s_, w_, _ = obs.irf.psf(quad.centres, th, zero_fill=True)
+        sig.append(np.where(w_ > 0, s_, 1.0))
+        w.append(w_)
+    n_terms = max([x.shape[-1] for x in w], default=1)
+    sigma = np.ones((len(pts), n_sub, n_terms))
+    weight = np.zeros((len(pts), n_sub, n_terms))
+    for i in range(len(pts)):
+        sigma[i, :, :sig[i].shape[-1]] = sig[i]
+        weight[i, :, :w[i].shape[-1]] = w[i]
+    eps = np.array([obs.irf.exposure(quad.centres, th, obs.livetime_s, zero_fill=True)
+                    for th in theta]).reshape(len(pts), n_sub)
+    flux = np.array([spectral_average(s.dnde, lo, hi) for s in pts]).reshape(len(pts), n_sub)
+    return (lb, np.asarray(c0, np.int64).reshape(-1), np.asarray(ct, float).reshape(-1),
+            sigma, weight, eps, flux, theta)
+
+
 @dataclass
 class KernelInputs:
-    """Observation-level arrays of the marginalisation kernels."""
+    """Observation-level arrays of the fused marginalisation kernel: energy
+    sub-intervals and migration tables, premultiplied PSF and exposure coefficients per
+    (sub-interval, true cell), the templates with their spectra, the line-energy grid and
+    the point sources."""
 
-    sub_edges: np.ndarray
-    sub_row: np.ndarray
-    row_ln_e: np.ndarray
-    mig_arrays: tuple
-    col0: np.ndarray
-    col_t: np.ndarray
-    mu_lo: np.ndarray
-    mu_hi: np.ndarray
-    sigma: np.ndarray
-    weight: np.ndarray
-    eps: np.ndarray
-    l_edges: np.ndarray
-    b_edges: np.ndarray
-    reach: np.ndarray
+    energy: tuple      # sub_edges, ln_sub_edges, sub_row, row_ln_e, *migration, mu_lo, mu_hi
+    spatial: tuple     # sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach
+    templates: np.ndarray  # [n_tpl, l, b]: 0 = dark matter, then the backgrounds' maps
+    phi: np.ndarray        # [n_tpl, n_sub] spectra averaged over each sub-interval
+    tpl_names: list        # background component of each template t >= 1
+    lines: tuple       # pts_e, pts_row, pts_t, pts_sub, pts_u, pts_rho
+    line_support: tuple  # pts_mu_lo, pts_mu_hi
+    sources: tuple     # lb, col0, t, sigma, weight, eps, flux (point sources)
+    source_theta: np.ndarray
     offset_nodes: np.ndarray
     pointing: tuple
 
     @classmethod
     def build(cls, ctx) -> KernelInputs:
         obs, quad, mig = ctx.obs, ctx.quad, ctx.mig
-        theta = cell_offsets(obs.true, obs.pointing)
+        true = obs.true
+        theta = cell_offsets(true, obs.pointing)
         c0, _, ct = mig.theta_mix(theta)
         ec = quad.centres
         sig, w, reach = _psf_window(obs, ec, theta)
         eps = obs.irf.exposure(ec[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
+        ca = eps[..., None] * w
+        cosb = np.cos(np.radians(0.5 * (true.lat.edges[1:] + true.lat.edges[:-1])))
+        ccq = ca * sig
+        cbq = ccq / cosb[None, None, :, None]
         lo, hi = _support(mig, quad.row, obs.tail_mass)
-        return cls(quad.edges, quad.row.astype(np.int64), quad.row_log_energy,
-                   pack_migration(mig), c0.astype(np.int64), ct, lo, hi, sig, w, eps,
-                   obs.true.lon.edges, obs.true.lat.edges, reach, mig.table.offset_nodes,
-                   obs.pointing)
+        e_lo, e_hi = quad.edges[:-1], quad.edges[1:]
+        names = []
+        tpl = [ctx.spatial_dm]
+        phi = [np.zeros(len(quad))]
+        bkg = {model: name for name, model in ctx.backgrounds.items()}
+        if ctx.diffuse_morph is not None and "fermi_gaggero" in bkg:
+            tpl.append(ctx.diffuse_morph)
+            phi.append(spectral_average(ctx.models.diffuse.spectrum, e_lo, e_hi))
+            names.append(bkg["fermi_gaggero"])
+        for s in ctx.sources:
+            if not s.is_point and "hgps" in bkg:
+                mass = gaussian_cell_mass(true.lon.edges, true.lat.edges, s.l_deg, s.b_deg,
+                                          s.sigma_deg)
+                tpl.append(mass / true.solid_angle)
+                phi.append(spectral_average(s.dnde, e_lo, e_hi))
+                names.append(bkg["hgps"])
+        # line-energy grid: migration row mix and support at each point, and the two
+        # sub-interval centres around it (spatial sums are interpolated in ln E)
+        e = ctx.line_energies
+        tab = mig.table
+        r0, _, t = tab._weights(np.log(np.clip(e, *tab.energy_edges[[0, -1]])),
+                                np.log(tab.energy_nodes))
+        p_lo, p_hi = _support(mig, r0, obs.tail_mass)
+        ln_c = np.log(ec)
+        j = np.clip(np.searchsorted(ln_c, np.log(e)) - 1, 0, len(quad) - 2)
+        u = np.clip((np.log(e) - ln_c[j]) / (ln_c[j + 1] - ln_c[j]), 0.0, 1.0)
+        # the exposure has kinks at the IRF's energy nodes: correct the interpolated
+        # spatial sums by the exact exposure ratio at the event's cell
+        eps_p = obs.irf.exposure(e[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ea, eb = eps[j], eps[j + 1]
+            geo = np.where((ea > 0) & (eb > 0), ea * (eb / ea) ** u[:, None, None],
+                           (1 - u[:, None, None]) * ea + u[:, None, None] * eb)
+            rho = np.where(geo > 0, eps_p / geo, 1.0)
+        src = _point_source_arrays(ctx, e_lo, e_hi) if "hgps" in bkg else \
+            _point_source_arrays_empty(len(quad))
+        c = np.ascontiguousarray
+        return cls(
+            (quad.edges, np.log(quad.edges), quad.row.astype(np.int64), quad.row_log_energy,
+             *pack_migration(mig), lo, hi),
+            (c(sig), c(ca), c(cbq), c(ccq), c0.astype(np.int64), ct, true.lon.edges,
+             true.lat.edges, reach),
+            c(np.array(tpl)), c(np.array(phi)), names,
+            (e, r0.astype(np.int64), t, j.astype(np.int64), u, c(rho)), (p_lo, p_hi),
+            src[:7], src[7], mig.table.offset_nodes, obs.pointing)
 
-    def energy_kernel(self, er, theta_r, sources_theta=()) -> np.ndarray:
-        """K[event, sub, offset column]: the exact energy kernel, shared by components,
-        for the offset columns that the event's PSF windows (and the point sources at
-        offsets ``sources_theta``) can touch."""
-        k, k1, dens, medges = self.mig_arrays
+    def ranges(self, er) -> np.ndarray:
+        """Per event: the dark-matter band, the line-point band and the sub-intervals
+        whose spatial sums are needed (see `active_ranges`)."""
+        er = np.ascontiguousarray(er, dtype=float)
+        sub_edges, mu_lo, mu_hi = self.energy[0], self.energy[-2], self.energy[-1]
+        pts_e, pts_sub = self.lines[0], self.lines[3]
+        return active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, *self.line_support, pts_sub,
+                             np.empty((er.size, 6), dtype=np.int64))
+
+    def columns(self, er, lr, br) -> tuple[np.ndarray, np.ndarray]:
+        """Offset columns of the migration each event's PSF windows (and the point
+        sources) can touch."""
+        reach, l_edges = self.spatial[8], self.spatial[6]
+        theta_r = angular_offset(lr, br, *self.pointing)
         # cells within the widest window, plus half a cell diagonal
-        r = float(self.reach.max()) + 0.75 * float(np.max(np.diff(self.l_edges)))
-        lo = np.asarray(theta_r) - r
-        hi = np.asarray(theta_r) + r
-        for th in sources_theta:
+        r = float(reach.max()) + 0.75 * float(np.max(np.diff(l_edges)))
+        lo, hi = theta_r - r, theta_r + r
+        for th in self.source_theta:
             lo, hi = np.minimum(lo, th), np.maximum(hi, th)
         nodes = self.offset_nodes
         c_lo = np.clip(np.searchsorted(nodes, lo) - 1, 0, nodes.size - 1)
         c_hi = np.clip(np.searchsorted(nodes, hi), 0, nodes.size - 1)
-        out = np.empty((er.size, self.sub_row.size, k.shape[1]))
-        return energy_kernel_batch(er, c_lo.astype(np.int64), c_hi.astype(np.int64),
-                                   self.sub_edges, self.sub_row, self.row_ln_e, k, k1, dens,
-                                   medges, self.mu_lo, self.mu_hi, out)
+        return c_lo.astype(np.int64), c_hi.astype(np.int64)
 
-    def templates(self, er, lr, br, templates: np.ndarray, kern=None) -> np.ndarray:
-        """G[event, template, sub] for cell templates [n_tpl, l, b]."""
-        if kern is None:
-            kern = self.energy_kernel(er, angular_offset(lr, br, *self.pointing))
-        out = np.zeros((er.size, templates.shape[0], self.sub_row.size))
-        return template_kernel(er, lr, br, kern, self.col0, self.col_t, self.sigma,
-                               self.weight, self.eps, self.l_edges, self.b_edges, self.reach,
-                               np.ascontiguousarray(templates), out)
-
-
-def line_terms(ctx, inputs: KernelInputs, er, lr, br) -> np.ndarray:
-    """g[event, point]: the dark matter's pointwise kernel at the line-energy grid
-    ``ctx.line_energies`` (TeV^-1 sr^-1 per spatial unit per ...): a line at E_line gives
-    lambda = amplitude x factor x g interpolated in ln E at E_line."""
-    obs, mig = ctx.obs, ctx.mig
-    e = ctx.line_energies
-    theta = cell_offsets(obs.true, obs.pointing)
-    tab = mig.table
-    r0, _, t = tab._weights(np.log(np.clip(e, *tab.energy_edges[[0, -1]])),
-                            np.log(tab.energy_nodes))
-    sig, w, reach = _psf_window(obs, e, theta)
-    eps = obs.irf.exposure(e[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
-    lo, hi = _support(mig, r0, obs.tail_mass)
-    out = np.zeros((er.size, e.size))
-    return line_kernel(er, lr, br, e, r0.astype(np.int64), t, inputs.mig_arrays[2],
-                       inputs.mig_arrays[3], inputs.col0, inputs.col_t, lo, hi, sig, w, eps,
-                       obs.true.lon.edges, obs.true.lat.edges, reach,
-                       np.ascontiguousarray(ctx.spatial_dm), out)
+    def run(self, er, lr, br, widths: tuple[int, int] | None = None) -> dict:
+        """All per-event terms: ``dm_g`` [event, band] from sub-interval ``dm_first``,
+        ``line_g`` [event, band] from line point ``line_first``, ``templates`` [event,
+        t] (t >= 1: backgrounds with their spectra) and ``points`` [event]."""
+        er, lr, br = (np.ascontiguousarray(v, dtype=float) for v in (er, lr, br))
+        rng = self.ranges(er)
+        need = (int(max(1, np.max(rng[:, 1] - rng[:, 0] + 1, initial=1))),
+                int(max(1, np.max(rng[:, 3] - rng[:, 2] + 1, initial=1))))
+        w, wl = widths or need
+        if need[0] > w or need[1] > wl:
+            raise ValueError(f"band widths {need} exceed the store's {(w, wl)}")
+        n = er.size
+        dm = np.empty((n, w))
+        line = np.empty((n, wl))
+        tpl = np.empty((n, self.templates.shape[0]))
+        pts = np.empty(n)
+        c_lo, c_hi = self.columns(er, lr, br)
+        marginal_kernel(er, lr, br, rng, c_lo, c_hi, *self.energy, *self.spatial,
+                        self.templates, self.phi, *self.lines, *self.sources, dm, line, tpl,
+                        pts)
+        first = np.where(rng[:, 1] >= rng[:, 0], rng[:, 0], 0)
+        lfirst = np.where(rng[:, 3] >= rng[:, 2], rng[:, 2], 0)
+        return {"dm_g": dm, "dm_first": first, "line_g": line, "line_first": lfirst,
+                "templates": tpl, "points": pts}
 
 
-def point_source_terms(ctx, inputs: KernelInputs, er, lr, br, src, kern=None) -> np.ndarray:
-    """G[event, sub] of a point source: eps K P at the exact source position [sr^-1]."""
-    obs, quad, mig = ctx.obs, ctx.quad, ctx.mig
-    th = float(angular_offset(src.l_deg, src.b_deg, *obs.pointing))
-    c0, _, ct = mig.theta_mix(np.array(th))
-    sig, w, _ = obs.irf.psf(quad.centres, th, zero_fill=True)
-    eps = obs.irf.exposure(quad.centres, th, obs.livetime_s, zero_fill=True)
-    sig = np.where(w > 0, sig, 1.0)
-    if kern is None:
-        kern = inputs.energy_kernel(er, angular_offset(lr, br, *obs.pointing), [th])
-    out = np.zeros((er.size, len(quad)))
-    return point_kernel(er, lr, br, kern, int(c0), float(ct), np.ascontiguousarray(sig),
-                        np.ascontiguousarray(w), eps, float(src.l_deg), float(src.b_deg), out)
+def _point_source_arrays_empty(n_sub: int) -> tuple:
+    return (np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), np.ones((0, n_sub, 1)),
+            np.zeros((0, n_sub, 1)), np.zeros((0, n_sub)), np.zeros((0, n_sub)), np.zeros(0))
 
 
-def event_terms(ctx, inputs: KernelInputs, er, lr, br) -> dict:
-    """Per-event terms: ``dm_g`` [event, sub] (continuum), ``dm_line_g`` [event,
-    line-energy point] (lines) and lambda [event] of each background at its nominal
-    normalisation (TeV^-1 sr^-1)."""
-    quad = ctx.quad
-    er, lr, br = (np.ascontiguousarray(v, dtype=float) for v in (er, lr, br))
-    tpl = [ctx.spatial_dm]
-    names = ["dm"]
-    if ctx.diffuse_morph is not None:
-        tpl.append(ctx.diffuse_morph)
-        names.append("diffuse")
-    gauss = [s for s in ctx.sources if not s.is_point]
-    for s in gauss:
-        mass = gaussian_cell_mass(ctx.obs.true.lon.edges, ctx.obs.true.lat.edges, s.l_deg,
-                                  s.b_deg, s.sigma_deg)
-        tpl.append(mass / ctx.obs.true.solid_angle)
-        names.append(s.name)
-    src_theta = [float(angular_offset(s.l_deg, s.b_deg, *ctx.obs.pointing))
-                 for s in ctx.sources if s.is_point]
-    kern = inputs.energy_kernel(er, angular_offset(lr, br, *ctx.obs.pointing), src_theta)
-    g = inputs.templates(er, lr, br, np.array(tpl), kern)
-    out = {"dm_g": g[:, 0, :], "dm_line_g": line_terms(ctx, inputs, er, lr, br)}
-    lo, hi = quad.edges[:-1], quad.edges[1:]
+def band_matvec(band: np.ndarray, first: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """sum_j band[e, j] v[first[e] + j] (a banded row times a vector, per event; the
+    band may run past the end of v only where it is zero)."""
+    v = np.concatenate([np.asarray(v, float), np.zeros(band.shape[1])])
+    idx = np.asarray(first, np.int64)[:, None] + np.arange(band.shape[1])[None, :]
+    return np.sum(band * v[idx], axis=1)
+
+
+def event_terms(ctx, inputs: KernelInputs, er, lr, br, widths=None) -> dict:
+    """Per-event terms: the dark matter's banded kernels (``dm_g``, ``dm_first``,
+    ``line_g``, ``line_first``; see `KernelInputs.run`) and lambda [event] of each
+    background at its nominal normalisation (TeV^-1 sr^-1)."""
+    out = inputs.run(er, lr, br, widths)
     for name, model in ctx.backgrounds.items():
-        if model == "fermi_gaggero":
-            phi = spectral_average(ctx.models.diffuse.spectrum, lo, hi)
-            out[name] = g[:, names.index("diffuse"), :] @ phi
-        elif model == "hgps":
-            lam = np.zeros(er.size)
-            for src in ctx.sources:
-                flux = spectral_average(src.dnde, lo, hi)
-                if src.is_point:
-                    lam += point_source_terms(ctx, inputs, er, lr, br, src, kern) @ flux
-                else:
-                    lam += g[:, names.index(src.name), :] @ flux
-            out[name] = lam
-        elif model == "ccr":
-            fx, fy = fov_coordinates(lr, br, ctx.obs.pointing, ctx.obs.irf.fov_alignment)
+        if model == "ccr":
+            fx, fy = fov_coordinates(np.asarray(lr, float), np.asarray(br, float),
+                                     ctx.obs.pointing, ctx.obs.irf.fov_alignment)
             out[name] = ctx.obs.irf.ccr_rate(er, fx, fy, zero_fill=True) * ctx.obs.livetime_s
+        else:
+            sel = [t + 1 for t, nm in enumerate(inputs.tpl_names) if nm == name]
+            out[name] = out["templates"][:, sel].sum(axis=1)
+            if model == "hgps":
+                out[name] = out[name] + out["points"]
     return out
 
 
-def create_store(ctx, events, path, n_chunks: int) -> None:
+def band_to_dense(band: np.ndarray, first: np.ndarray, n: int) -> np.ndarray:
+    """Dense [event, n] from a band starting at ``first`` (for checks and small data)."""
+    out = np.zeros((band.shape[0], n + band.shape[1]))
+    idx = np.asarray(first, np.int64)[:, None] + np.arange(band.shape[1])[None, :]
+    np.put_along_axis(out, idx, band, axis=1)
+    if np.any(out[:, n:]):
+        raise ValueError("band runs past the last column with non-zero values")
+    return out[:, :n]
+
+
+def create_store(ctx, inputs: KernelInputs, events, path, n_chunks: int) -> None:
     """Create ``marginals.zarr`` for an event list: events, axes, NaN-filled per-event
-    arrays chunked along the events so that job i owns chunk i."""
+    arrays chunked along the events so that job i owns chunk i. The dark matter's
+    kernels are banded: row e holds sub-intervals (line points) first[e] onwards; the
+    band widths are the widest over all events."""
     from . import __version__
     from .store import create_store as _create
 
     n = events.n
     n_sub = len(ctx.quad)
+    rng = inputs.ranges(events.energy)
+    w = int(max(1, np.max(rng[:, 1] - rng[:, 0] + 1, initial=1)))
+    wl = int(max(1, np.max(rng[:, 3] - rng[:, 2] + 1, initial=1)))
+    dm_unit = (f"TeV-1 sr-1 per ({ctx.models.dm.amplitude_unit}) per (TeV-1 cm-2 s-1 sr-1 "
+               "per amplitude unit per spatial unit)")
     arrays = {
         "events/energy": ((n,), None, events.energy, "TeV"),
         "events/l": ((n,), None, events.l, "deg"),
         "events/b": ((n,), None, events.b, "deg"),
         "axes/sub_edges": ((n_sub + 1,), None, ctx.quad.edges, "TeV"),
         "axes/line_energies": ((ctx.line_energies.size,), None, ctx.line_energies, "TeV"),
-        "dm/line_g": ((n, ctx.line_energies.size), 0, None,
-                      "pointwise kernel at axes/line_energies (interpolate in ln E)"),
-        "dm/g": ((n, n_sub), 0, None, f"TeV-1 sr-1 per ({ctx.models.dm.amplitude_unit}) per "
-                                       "(TeV-1 cm-2 s-1 sr-1 per amplitude unit per spatial unit)"),
+        "dm/g": ((n, w), 0, None, dm_unit + "; sub-intervals dm/g_first + column"),
+        "dm/g_first": ((n,), 0, None, "index of the first sub-interval of the row"),
+        "dm/line_g": ((n, wl), 0, None,
+                      "pointwise kernel at axes/line_energies[dm/line_first + column] "
+                      "(interpolate in ln E)"),
+        "dm/line_first": ((n,), 0, None, "index of the first line energy of the row"),
     }
     for name in ctx.backgrounds:
         arrays[f"bkg/{name}"] = ((n,), 0, None, "TeV-1 sr-1")
@@ -226,9 +288,10 @@ def create_store(ctx, events, path, n_chunks: int) -> None:
              "n_events": n, "n_read": events.n_read, "n_cut_roi": events.n_cut_roi,
              "n_cut_gti": events.n_cut_gti, "livetime_s": events.livetime_s,
              "backgrounds": ctx.backgrounds, "dark_matter": ctx.models.dm.name,
+             "band_widths": [w, wl], "tail_mass": ctx.obs.tail_mass,
              "description": "lambda_k(e) of the backgrounds at nominal normalisation; "
-                            "dm/g: lambda_DM(e) = amplitude sum_s S_s(m) g[e, s], S_s the "
-                            "spectral factor averaged over sub-interval s"}
+                            "dm/g: lambda_DM(e) = amplitude sum_j S_(first+j)(m) g[e, j], "
+                            "S_s the spectral factor averaged over sub-interval s"}
     _create(path, arrays, attrs, n_chunks)
 
 
@@ -246,9 +309,11 @@ def fill_chunk(ctx, inputs: KernelInputs, path, i: int, n_chunks: int) -> int:
     er = root["events/energy"][sl]
     lr = root["events/l"][sl]
     br = root["events/b"][sl]
-    terms = event_terms(ctx, inputs, er, lr, br)
+    terms = event_terms(ctx, inputs, er, lr, br, tuple(root.attrs["band_widths"]))
     write_region(path, "dm/g", (sl, slice(None)), terms["dm_g"])
-    write_region(path, "dm/line_g", (sl, slice(None)), terms["dm_line_g"])
+    write_region(path, "dm/g_first", (sl,), terms["dm_first"].astype(float))
+    write_region(path, "dm/line_g", (sl, slice(None)), terms["line_g"])
+    write_region(path, "dm/line_first", (sl,), terms["line_first"].astype(float))
     for name in ctx.backgrounds:
         write_region(path, f"bkg/{name}", (sl,), terms[name])
     return sl.stop - sl.start

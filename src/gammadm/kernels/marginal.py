@@ -9,8 +9,13 @@ with K_s the exact integral of R_E(E_r | E_t) over the sub-interval (linear row 
 `gammadm.instrument.normalisation`) and M_s,lb the Gaussian PSF integrated over the
 true cell (normal-CDF differences in the tangent plane). Then
 lambda(e) = sum_s Phi_s G[s] for any spectrum Phi_s (averaged over each sub-interval):
-the dark matter's mass enters only there.
+the dark matter's mass enters only there. K depends on the cell only through its
+offset column mix, so the spatial sums are kept per migration column and contracted
+with K(E_r) afterwards; the dark matter's pointwise kernel for lines reuses them.
 
+One fused kernel visits each event once (energy kernel, PSF windows of every
+sub-interval, templates, lines, point sources) and writes banded outputs: only the
+sub-intervals (and line-energy points) whose migration support reaches E_r.
 Kernels take plain arrays, run in parallel over events with serial per-event sums and
 no fastmath, so results do not depend on the thread count.
 """
@@ -22,7 +27,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["energy_kernel_batch", "template_kernel", "point_kernel", "pack_migration"]
+__all__ = ["active_ranges", "marginal_kernel", "pack_migration"]
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -34,80 +39,77 @@ def _ndtr(x):
 
 
 @numba.njit(cache=True)
-def _table_k(k, k1, dens, edges, row, col, mu, which):
-    """K (which=0) or K1 (which=1) of one row at mu (anchored as in MigrationTables)."""
+def _table_kk(k, k1, dens, edges, ln_edges, row, col, mu, ln_mu):
+    """(K, K1) of one migration row and offset column at mu (anchored as in
+    MigrationTables); ``ln_mu`` = ln(mu), passed in because the caller has it."""
     ne = edges.shape[0]
+    if mu >= edges[ne - 1]:
+        return k[row, col, ne - 1], k1[row, col, ne - 1]
     if mu <= edges[0]:
         mu = edges[0] + 1e-300
-    if mu >= edges[ne - 1]:
-        return k[row, col, ne - 1] if which == 0 else k1[row, col, ne - 1]
+        ln_mu = math.log(mu)
     # first guess from a uniform spacing, then fix it (exact for any edges)
     i = int((mu - edges[0]) / (edges[ne - 1] - edges[0]) * (ne - 1))
-    if i < 0:
-        i = 0
-    if i > ne - 2:
-        i = ne - 2
+    i = min(max(i, 0), ne - 2)
     while i > 0 and edges[i] > mu:
         i -= 1
     while i < ne - 2 and edges[i + 1] <= mu:
         i += 1
-    lo = edges[i]
     m = dens[row, col, i]
-    lm = math.log(mu)
-    if lo > 0.0:
-        ll = math.log(lo)
-        if which == 0:
-            return k[row, col, i] + m * (lm - ll)
-        return k1[row, col, i] + m * (lm * lm - ll * ll) * 0.5
+    if edges[i] > 0.0:
+        ll = ln_edges[i]
+        return (k[row, col, i] + m * (ln_mu - ll),
+                k1[row, col, i] + m * (ln_mu * ln_mu - ll * ll) * 0.5)
     if m == 0.0:
-        return 0.0
-    l1 = math.log(edges[1])
-    if which == 0:
-        return m * (lm - l1)
-    return m * (lm * lm - l1 * l1) * 0.5
+        return 0.0, 0.0
+    l1 = ln_edges[1]
+    return m * (ln_mu - l1), m * (ln_mu * ln_mu - l1 * l1) * 0.5
 
 
 @numba.njit(cache=True)
-def _energy_kernel_cols(k, k1, dens, edges, row, ln_e0, dln, er, ea, eb, out, c_lo, c_hi):
-    """integral of R_E(E_r|E_t) over [ea, eb] for offset columns c_lo..c_hi (into out)."""
-    mu_lo = er / eb
-    mu_hi = er / ea
-    ln_er = math.log(er)
+def _edge_values(k, k1, dens, medges, ln_medges, row, mu, ln_mu, c_lo, c_hi, v):
+    """v[c] = (K_row, K_row+1, K1_row, K1_row+1) at mu for columns c_lo..c_hi."""
     for c in range(c_lo, c_hi + 1):
-        a0 = _table_k(k, k1, dens, edges, row, c, mu_hi, 0) - _table_k(k, k1, dens, edges, row, c, mu_lo, 0)
-        b0 = (_table_k(k, k1, dens, edges, row + 1, c, mu_hi, 0)
-              - _table_k(k, k1, dens, edges, row + 1, c, mu_lo, 0))
-        a1 = _table_k(k, k1, dens, edges, row, c, mu_hi, 1) - _table_k(k, k1, dens, edges, row, c, mu_lo, 1)
-        b1 = (_table_k(k, k1, dens, edges, row + 1, c, mu_hi, 1)
-              - _table_k(k, k1, dens, edges, row + 1, c, mu_lo, 1))
-        out[c] = a0 + ((b0 - a0) * (ln_er - ln_e0) - (b1 - a1)) / dln
+        v[c, 0], v[c, 2] = _table_kk(k, k1, dens, medges, ln_medges, row, c, mu, ln_mu)
+        v[c, 1], v[c, 3] = _table_kk(k, k1, dens, medges, ln_medges, row + 1, c, mu, ln_mu)
 
 
-@numba.njit(parallel=True, cache=True)
-def energy_kernel_batch(er, col_lo, col_hi, sub_edges, sub_row, row_ln_e, k, k1, dens,
-                        medges, sub_mu_lo, sub_mu_hi, out):
-    """out[event, sub, column] = integral over the sub-interval of R_E(E_r | E_t) for
-    the offset columns col_lo[e]..col_hi[e] an event's windows can touch (0 elsewhere
-    and where the migration cannot reach); shared by all components."""
-    n = er.shape[0]
-    n_sub = sub_row.shape[0]
-    n_cols = k.shape[1]
-    for e in numba.prange(n):
-        kcols = np.zeros(n_cols)
-        for s in range(n_sub):
-            for c in range(n_cols):
-                out[e, s, c] = 0.0
-            ea = sub_edges[s]
-            eb = sub_edges[s + 1]
-            if er[e] / ea < sub_mu_lo[s] or er[e] / eb > sub_mu_hi[s]:
-                continue
-            row = sub_row[s]
-            _energy_kernel_cols(k, k1, dens, medges, row, row_ln_e[row],
-                                row_ln_e[row + 1] - row_ln_e[row], er[e], ea, eb, kcols,
-                                col_lo[e], col_hi[e])
-            for c in range(col_lo[e], col_hi[e] + 1):
-                out[e, s, c] = kcols[c]
-    return out
+@numba.njit(cache=True)
+def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row_ln_e, k,
+                   k1, dens, medges, ln_medges, mu_lo, mu_hi, kc, v_hi, v_lo):
+    """kc[s - s0, c] = integral over sub-interval s of R_E(E_r | E_t) dE_t for s in
+    s0..s1 and offset columns c_lo..c_hi (linear mix of the two migration rows in
+    ln E_t, exact through the tables K, K1). The table values at a shared edge are
+    computed once for both neighbouring sub-intervals when they use the same rows."""
+    ln_er = math.log(er)
+    cached_row = -1
+    for s in range(s0, s1 + 1):
+        for c in range(kc.shape[1]):
+            kc[s - s0, c] = 0.0
+        ea = sub_edges[s]
+        eb = sub_edges[s + 1]
+        if er / ea < mu_lo[s] or er / eb > mu_hi[s]:
+            cached_row = -1
+            continue
+        row = sub_row[s]
+        if row != cached_row:  # values at mu = E_r / E_a (the sub-interval's lower edge)
+            _edge_values(k, k1, dens, medges, ln_medges, row, er / ea,
+                         ln_er - ln_sub_edges[s], c_lo, c_hi, v_hi)
+        else:
+            for c in range(c_lo, c_hi + 1):
+                for j in range(4):
+                    v_hi[c, j] = v_lo[c, j]
+        _edge_values(k, k1, dens, medges, ln_medges, row, er / eb,
+                     ln_er - ln_sub_edges[s + 1], c_lo, c_hi, v_lo)
+        cached_row = row
+        ln_e0 = row_ln_e[row]
+        dln = row_ln_e[row + 1] - ln_e0
+        for c in range(c_lo, c_hi + 1):
+            a0 = v_hi[c, 0] - v_lo[c, 0]
+            b0 = v_hi[c, 1] - v_lo[c, 1]
+            a1 = v_hi[c, 2] - v_lo[c, 2]
+            b1 = v_hi[c, 3] - v_lo[c, 3]
+            kc[s - s0, c] = a0 + ((b0 - a0) * (ln_er - ln_e0) - (b1 - a1)) / dln
 
 
 @numba.njit(cache=True)
@@ -159,175 +161,215 @@ def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, fl
     return il0, il1, ib0, ib1
 
 
+def pack_migration(mig) -> tuple:
+    """The migration tables as contiguous arrays for the kernels: K, K1, the density per
+    mu bin, the mu edges and their logarithms (-inf at 0)."""
+    with np.errstate(divide="ignore"):
+        ln_edges = np.log(mig.edges)
+    return (np.ascontiguousarray(mig.k), np.ascontiguousarray(mig.k1),
+            np.ascontiguousarray(mig.density), np.ascontiguousarray(mig.edges), ln_edges)
+
+
 @numba.njit(cache=True)
-def _cell_mass(w_cell, s_cell, s_ref, cb, cref, fl, flp, fb, fbp, a, b):
-    """PSF mass of one cell from the window factors (index a in l, b in b), corrected to
-    first order for its widths ``s_cell`` against the reference ``s_ref``."""
-    mass = 0.0
-    for q in range(w_cell.shape[0]):
-        w = w_cell[q]
-        if w == 0.0:
-            continue
-        fa = fl[q, a]
-        fbb = fb[q, b]
-        mass += w * (fa * fbb + (s_cell[q] / cb - s_ref[q] / cref) * flp[q, a] * fbb
-                     + (s_cell[q] - s_ref[q]) * fa * fbp[q, b])
-    return mass
-
-
-@numba.njit(parallel=True, cache=True)
-def template_kernel(er, lr, br, kern, col0, col_t, sigma, weight, eps, l_edges, b_edges,
-                    reach_deg, templates, out):
-    """G[event, template, sub] for cell templates (see module docstring).
-
-    The PSF mass of a cell factorises into an l and a b factor for one width; the
-    widths of the cells in a window differ slightly (the PSF widens with offset, and
-    dl cos b differs between rows), so the factors are taken at the width of the cell
-    holding the event and corrected to first order in each cell's width difference
-    (second-order error ~ (d sigma / sigma)^2 ~ 1e-4 across a window).
-
-    Shapes: events (n,); kern (n, n_sub, n_cols) from `energy_kernel_batch`; col0,
-    col_t (n_l, n_b) offset-column mix of each cell; sigma, weight (n_sub, n_l, n_b,
-    n_terms); eps (n_sub, n_l, n_b); reach_deg (n_sub,) PSF window radius; templates
-    (n_tpl, n_l, n_b); out (n, n_tpl, n_sub) (zeroed here).
-    """
-    n = er.shape[0]
-    n_sub = kern.shape[1]
-    n_l = l_edges.shape[0] - 1
-    n_b = b_edges.shape[0] - 1
-    n_cols = kern.shape[2]
-    n_tpl = templates.shape[0]
-    n_terms = sigma.shape[3]
-    cosb = _row_cos(b_edges)
-    for e in numba.prange(n):
-        kcols = np.empty(n_cols)
-        fl, flp, fb, fbp = _scratch(n_terms, n_l, n_b)
-        for t in range(n_tpl):
-            for s in range(n_sub):
-                out[e, t, s] = 0.0
-        x_r = lr[e]
-        y_r = br[e]
-        cb_r = math.cos(math.radians(y_r))
-        jl = min(max(np.searchsorted(l_edges, x_r) - 1, 0), n_l - 1)
-        jb = min(max(np.searchsorted(b_edges, y_r) - 1, 0), n_b - 1)
+def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_sub, out):
+    """Per event, the index ranges the kernel visits (first > last when empty):
+    out[e] = (first, last) sub-interval whose migration support can reach E_r (the
+    dark-matter band), (first, last) line-energy point likewise, and (first, last)
+    sub-interval whose spatial sums are needed (the band plus the two sub-intervals
+    around each line point, for the interpolation in ln E)."""
+    n_sub = mu_lo.shape[0]
+    for e in range(er.shape[0]):
+        s0, s1 = n_sub, -1
         for s in range(n_sub):
-            for c in range(n_cols):
-                kcols[c] = kern[e, s, c]
-            nonzero = False
-            for c in range(n_cols):
-                if kcols[c] != 0.0:
-                    nonzero = True
-            if not nonzero:
-                continue
-            cref = cosb[jb]
-            il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r,
-                                                 reach_deg[s], sigma[s, jl, jb], cref,
-                                                 fl, flp, fb, fbp)
-            for il in range(il0, il1):
-                for ib in range(ib0, ib1):
-                    cbc = cosb[ib]
-                    ep = eps[s, il, ib]
-                    if ep == 0.0:
-                        continue
-                    c0 = col0[il, ib]
-                    tt = col_t[il, ib]
-                    kk = (1.0 - tt) * kcols[c0] + tt * kcols[c0 + 1]
-                    if kk == 0.0:
-                        continue
-                    mass = _cell_mass(weight[s, il, ib], sigma[s, il, ib], sigma[s, jl, jb],
-                                      cbc, cref, fl, flp, fb, fbp, il - il0, ib - ib0)
-                    val = ep * kk * mass
-                    for t in range(n_tpl):
-                        out[e, t, s] += templates[t, il, ib] * val
+            if er[e] / sub_edges[s] >= mu_lo[s] and er[e] / sub_edges[s + 1] <= mu_hi[s]:
+                s0 = min(s0, s)
+                s1 = s
+        p0, p1 = pts_e.shape[0], -1
+        for p in range(pts_e.shape[0]):
+            mu = er[e] / pts_e[p]
+            if pts_mu_lo[p] <= mu <= pts_mu_hi[p]:
+                p0 = min(p0, p)
+                p1 = p
+        a0, a1 = s0, s1
+        if p1 >= p0:
+            a0 = min(a0, pts_sub[p0])
+            a1 = max(a1, pts_sub[p1] + 1)
+        out[e, 0], out[e, 1], out[e, 2], out[e, 3], out[e, 4], out[e, 5] = s0, s1, p0, p1, a0, a1
     return out
 
 
-@numba.njit(parallel=True, cache=True)
-def point_kernel(er, lr, br, kern, col0, col_t, sigma, weight, eps, l0, b0, out):
-    """G[event, sub] = eps_s K_s(E_r) P(x_r | x_src) [sr^-1] for a point source.
-
-    ``sigma``, ``weight`` (n_sub, n_terms) and ``eps`` (n_sub,) at the source; col0,
-    col_t scalars of its offset-column mix."""
-    n = er.shape[0]
-    n_sub = kern.shape[1]
-    n_terms = sigma.shape[1]
-    deg2 = (math.pi / 180.0) ** 2
-    for e in numba.prange(n):
-        dx = (lr[e] - l0) * math.cos(math.radians(b0))
-        dy = br[e] - b0
-        r2 = dx * dx + dy * dy
-        for s in range(n_sub):
-            out[e, s] = 0.0
-            if eps[s] == 0.0:
+@numba.njit(cache=True)
+def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col_t, cosb,
+                 l_edges, b_edges, reach, templates, fl, flp, fb, fbp, acc):
+    """acc[t, c] = sum over the cells of the PSF window of T_t eps M_cell(x_r) w_c: the
+    template's PSF-weighted sum split by the offset column c of the migration (a cell
+    mixes its two nearest columns linearly). M_cell is the Gaussian PSF integrated over
+    the cell: per term an l factor times a b factor at the width of the event's cell,
+    corrected to first order for each cell's own width (error ~ (d sigma/sigma)^2 ~ 1e-4
+    across a window); eps, the term weights and widths come premultiplied (ca = eps w,
+    cbq = eps w sigma / cos b, ccq = eps w sigma)."""
+    for t in range(acc.shape[0]):
+        for c in range(acc.shape[1]):
+            acc[t, c] = 0.0
+    sref = sigma[s, jl, jb]
+    il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s], sref,
+                                         cref, fl, flp, fb, fbp)
+    n_terms = sref.shape[0]
+    for il in range(il0, il1):
+        a = il - il0
+        for ib in range(ib0, ib1):
+            b = ib - ib0
+            val = 0.0
+            for q in range(n_terms):
+                w = ca[s, il, ib, q]
+                if w == 0.0:
+                    continue
+                fa = fl[q, a]
+                fbb = fb[q, b]
+                val += (w * fa * fbb + (cbq[s, il, ib, q] - w * sref[q] / cref) * flp[q, a] * fbb
+                        + (ccq[s, il, ib, q] - w * sref[q]) * fa * fbp[q, b])
+            if val == 0.0:
                 continue
-            kk = (1.0 - col_t) * kern[e, s, col0] + col_t * kern[e, s, col0 + 1]
+            c0 = col0[il, ib]
+            tt = col_t[il, ib]
+            for t in range(acc.shape[0]):
+                tv = templates[t, il, ib] * val
+                acc[t, c0] += (1.0 - tt) * tv
+                acc[t, c0 + 1] += tt * tv
+
+
+@numba.njit(cache=True)
+def _interp_positive(a, b, u):
+    """Between two sub-interval centres: geometric in ln E where both values are
+    positive (exposure and PSF peak vary as powers of E), else linear."""
+    if a > 0.0 and b > 0.0:
+        return a * math.exp(u * math.log(b / a))
+    return (1.0 - u) * a + u * b
+
+
+@numba.njit(cache=True)
+def _point_sources(er_kc, s0, s1, dx2, src_col0, src_t, src_sigma, src_weight, src_eps,
+                   src_flux):
+    """sum over point sources and sub-intervals s0..s1 of flux eps K P(x_r | x_src)
+    [sr^-1]; dx2[i] the squared tangent-plane distance [deg^2] to source i."""
+    deg2 = (math.pi / 180.0) ** 2
+    total = 0.0
+    for i in range(src_col0.shape[0]):
+        c0 = src_col0[i]
+        t = src_t[i]
+        for s in range(s0, s1 + 1):
+            ep = src_eps[i, s]
+            if ep == 0.0:
+                continue
+            kk = (1.0 - t) * er_kc[s - s0, c0] + t * er_kc[s - s0, c0 + 1]
             if kk == 0.0:
                 continue
             dens_psf = 0.0
-            for q in range(n_terms):
-                w = weight[s, q]
+            for q in range(src_sigma.shape[2]):
+                w = src_weight[i, s, q]
                 if w == 0.0:
                     continue
-                sg2 = sigma[s, q] ** 2
-                dens_psf += w / (2.0 * math.pi * sg2) * math.exp(-0.5 * r2 / sg2)
-            out[e, s] = eps[s] * kk * dens_psf / deg2  # deg^-2 -> sr^-1
-    return out
-
-
-def pack_migration(mig) -> tuple:
-    """The migration tables as contiguous arrays for the kernels."""
-    return (np.ascontiguousarray(mig.k), np.ascontiguousarray(mig.k1),
-            np.ascontiguousarray(mig.density), np.ascontiguousarray(mig.edges))
+                sg2 = src_sigma[i, s, q] ** 2
+                dens_psf += w / (2.0 * math.pi * sg2) * math.exp(-0.5 * dx2[i] / sg2)
+            total += src_flux[i, s] * ep * kk * dens_psf / deg2
+    return total
 
 
 @numba.njit(parallel=True, cache=True)
-def line_kernel(er, lr, br, pts_e, pts_row, pts_t, dens, medges, col0, col_t, mu_lo, mu_hi,
-                sigma, weight, eps, l_edges, b_edges, reach_deg, template, out):
-    """out[event, point] = sum_cells T eps R_E(E_r | E_pt) M_cell(x_r) at true energies
-    E_pt (pointwise, for lines): the migration row mix at E_pt, its histogram at
-    mu = E_r / E_pt, divided by E_pt. PSF masses as in `template_kernel` (separable,
-    first-order width correction). Shapes: pts_* (n_pts,); sigma, weight
-    (n_pts, n_l, n_b, n_terms); eps (n_pts, n_l, n_b); template (n_l, n_b)."""
+def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
+                    sub_edges, ln_sub_edges, sub_row, row_ln_e, k, k1, dens, medges,
+                    ln_medges, mu_lo, mu_hi,
+                    sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach, templates, phi,
+                    pts_e, pts_row, pts_t, pts_sub, pts_u, pts_rho,
+                    src_lb, src_col0, src_t, src_sigma, src_weight, src_eps, src_flux,
+                    dm_out, line_out, tpl_out, pt_out):
+    """Per-event marginal terms of all components in one pass (see module docstring).
+
+    Outputs (zeroed here): dm_out[e, s - ranges[e, 0]] = G_e[s] of template 0 (the dark
+    matter) on its band of sub-intervals; line_out[e, p - ranges[e, 2]] = the pointwise
+    dark-matter kernel at line energy pts_e[p] [TeV^-1 ...], from the column-resolved
+    spatial sums interpolated linearly in ln E between sub-interval centres (pts_sub,
+    pts_u) and the migration density at mu = E_r / E_p (row mix pts_row, pts_t);
+    tpl_out[e, t] = sum_s phi[t, s] G_e,t[s] for templates t >= 1 (backgrounds with
+    their spectra); pt_out[e] = lambda of the point sources (src_flux per sub-interval).
+    Events are processed in blocks that share scratch buffers; per-event sums are serial.
+    """
     n = er.shape[0]
-    n_pts = pts_e.shape[0]
     n_l = l_edges.shape[0] - 1
     n_b = b_edges.shape[0] - 1
+    n_cols = k.shape[1]
     n_terms = sigma.shape[3]
+    n_tpl = templates.shape[0]
+    n_sub = sub_row.shape[0]
     ne = medges.shape[0]
     cosb = _row_cos(b_edges)
-    for e in numba.prange(n):
+    block = 16
+    for blk in numba.prange((n + block - 1) // block):
         fl, flp, fb, fbp = _scratch(n_terms, n_l, n_b)
-        x_r = lr[e]
-        y_r = br[e]
-        cb_r = math.cos(math.radians(y_r))
-        jl = min(max(np.searchsorted(l_edges, x_r) - 1, 0), n_l - 1)
-        jb = min(max(np.searchsorted(b_edges, y_r) - 1, 0), n_b - 1)
-        for p in range(n_pts):
-            out[e, p] = 0.0
-            mu = er[e] / pts_e[p]
-            if mu < mu_lo[p] or mu > mu_hi[p] or mu >= medges[ne - 1] or mu <= medges[0]:
+        kc = np.empty((n_sub, n_cols))
+        sdm = np.empty((n_sub, n_cols))
+        acc = np.empty((n_tpl, n_cols))
+        v_hi = np.empty((n_cols, 4))
+        v_lo = np.empty((n_cols, 4))
+        dx2 = np.empty(src_col0.shape[0])
+        for e in range(blk * block, min(n, (blk + 1) * block)):
+            for j in range(dm_out.shape[1]):
+                dm_out[e, j] = 0.0
+            for j in range(line_out.shape[1]):
+                line_out[e, j] = 0.0
+            for t in range(n_tpl):
+                tpl_out[e, t] = 0.0
+            pt_out[e] = 0.0
+            d0, d1, p0, p1, a0, a1 = (ranges[e, 0], ranges[e, 1], ranges[e, 2], ranges[e, 3],
+                                      ranges[e, 4], ranges[e, 5])
+            if a1 < a0:
                 continue
-            i = np.searchsorted(medges, mu, side="right") - 1
-            row = pts_row[p]
-            t = pts_t[p]
-            cref = cosb[jb]
-            il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r,
-                                                 reach_deg[p], sigma[p, jl, jb], cref,
-                                                 fl, flp, fb, fbp)
-            acc = 0.0
-            for il in range(il0, il1):
-                for ib in range(ib0, ib1):
-                    ep = eps[p, il, ib]
-                    if ep == 0.0:
-                        continue
-                    c0 = col0[il, ib]
-                    tt = col_t[il, ib]
-                    m = ((1 - t) * ((1 - tt) * dens[row, c0, i] + tt * dens[row, c0 + 1, i])
-                         + t * ((1 - tt) * dens[row + 1, c0, i] + tt * dens[row + 1, c0 + 1, i]))
-                    if m == 0.0:
-                        continue
-                    mass = _cell_mass(weight[p, il, ib], sigma[p, il, ib], sigma[p, jl, jb],
-                                      cosb[ib], cref, fl, flp, fb, fbp, il - il0, ib - ib0)
-                    acc += template[il, ib] * ep * m * mass
-            out[e, p] = acc / pts_e[p]
-    return out
+            c_lo = col_lo[e]
+            c_hi = col_hi[e]
+            if d1 >= d0:
+                _energy_kernel(er[e], d0, d1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row,
+                               row_ln_e, k, k1, dens, medges, ln_medges, mu_lo, mu_hi, kc,
+                               v_hi, v_lo)
+            x_r = lr[e]
+            y_r = br[e]
+            cb_r = math.cos(math.radians(y_r))
+            jl = min(max(np.searchsorted(l_edges, x_r) - 1, 0), n_l - 1)
+            jb = min(max(np.searchsorted(b_edges, y_r) - 1, 0), n_b - 1)
+            for s in range(a0, a1 + 1):
+                _window_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, sigma, ca, cbq, ccq, col0,
+                             col_t, cosb, l_edges, b_edges, reach, templates, fl, flp, fb, fbp,
+                             acc)
+                for c in range(n_cols):
+                    sdm[s - a0, c] = acc[0, c]
+                if s < d0 or s > d1:
+                    continue
+                for t in range(n_tpl):
+                    g = 0.0
+                    for c in range(c_lo, c_hi + 1):
+                        g += kc[s - d0, c] * acc[t, c]
+                    if t == 0:
+                        dm_out[e, s - d0] = g
+                    else:
+                        tpl_out[e, t] += phi[t, s] * g
+            for p in range(p0, p1 + 1):
+                mu = er[e] / pts_e[p]
+                if mu >= medges[ne - 1] or mu <= medges[0]:
+                    continue
+                i = np.searchsorted(medges, mu, side="right") - 1
+                row = pts_row[p]
+                t = pts_t[p]
+                j = pts_sub[p] - a0
+                u = pts_u[p]
+                g = 0.0
+                for c in range(c_lo, c_hi + 1):
+                    r = (1.0 - t) * dens[row, c, i] + t * dens[row + 1, c, i]
+                    g += r * _interp_positive(sdm[j, c], sdm[j + 1, c], u)
+                line_out[e, p - p0] = g * pts_rho[p, jl, jb] / pts_e[p]
+            if src_col0.shape[0] > 0 and d1 >= d0:
+                for i in range(src_col0.shape[0]):
+                    dx = (x_r - src_lb[i, 0]) * math.cos(math.radians(src_lb[i, 1]))
+                    dy = y_r - src_lb[i, 1]
+                    dx2[i] = dx * dx + dy * dy
+                pt_out[e] = _point_sources(kc, d0, d1, dx2, src_col0, src_t, src_sigma,
+                                           src_weight, src_eps, src_flux)
+    return dm_out
