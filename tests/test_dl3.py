@@ -105,3 +105,40 @@ def test_bad_files_get_one_clear_message(tmp_path):
         read_events(write_events(tmp_path / "far.fits", far), ROI_SEED)
     with pytest.raises(EventFileError, match="outside the ROI .roi.strict"):
         read_events(path, ROI_SEED, strict_roi=True)
+
+
+def test_cli_events_ingests_a_dl3_file(tmp_path):
+    """`gammadm events` with events.source dl3: the ROI/GTI selection is written to
+    events.fits with the numbers cut, and the marginalisation store carries them; a
+    file pointed elsewhere than the config gets one message naming both."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from .conftest import ROOT
+
+    ev = _events(600, seed=3)
+    ev.time[:7] = 20000.0  # after the GTI
+    src = write_events(tmp_path / "external.fits", ev)
+    cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    cfg["observations"][0]["events"] = {"source": "dl3", "file": str(src)}
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "events.fits"
+    run = [sys.executable, "-m", "gammadm.cli", "events", "--config", str(cfg_path),
+           "--out", str(out)]
+    proc = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    roi = ROI((0.5, 20.0), (-1.0, 1.0), (-1.0, 1.0))
+    in_gti = ev.time <= 18000.0
+    inside = roi.contains(ev.energy, ev.l, ev.b)
+    back = read_events(out, roi)
+    assert back.n == (inside & in_gti).sum() and back.n_read == 600
+    assert back.n_cut_gti == 7 and back.n_cut_roi == (in_gti & ~inside).sum()
+    assert f"{back.n} of 600 events" in proc.stdout
+    cfg["observations"][0]["pointing"] = {"l_deg": 1.0, "b_deg": 0.0}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "observations[0].pointing" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

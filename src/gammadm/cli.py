@@ -161,6 +161,39 @@ def cmd_normalise(args) -> int:
     return 0
 
 
+def cmd_events(args) -> int:
+    """One observation's event list as GADF DL3: simulated, or ingested from the DL3 file
+    of ``observations[].events.file`` (events inside the ROI and GTIs kept, the numbers
+    cut recorded in the output's header)."""
+    from .events import EventFileError, read_events, write_events, write_index
+    from .instrument.reach import angular_offset
+    from .observation import Observation
+
+    cfg = _load(args)
+    obs_name, out = _stage_output(cfg, args, "events.fits")
+    obs_cfg = next(o for o in cfg["observations"] if o["name"] == obs_name)
+    if obs_cfg["events"]["source"] == "simulate":
+        return cmd_simulate(args)
+    i = cfg["observations"].index(obs_cfg)
+    field = f"observations[{i}].events.file"
+    if not obs_cfg["events"]["file"]:
+        raise EventFileError(f"config field '{field}': no DL3 file given for events.source dl3")
+    obs = Observation.from_config(cfg, obs_name)
+    ev = read_events(obs_cfg["events"]["file"], obs.roi, cfg["roi"]["strict"])
+    sep = angular_offset(*ev.pointing, *obs.pointing)
+    if sep > 0.01:
+        raise EventFileError(
+            f"{obs_cfg['events']['file']}: pointing (l, b) = ({ev.pointing[0]:.3f}, "
+            f"{ev.pointing[1]:.3f}) deg differs by {sep:.3f} deg from the config's "
+            f"observations[{i}].pointing ({obs.pointing[0]:.3f}, {obs.pointing[1]:.3f})")
+    ev.site = obs_cfg["irf"]["site"]
+    write_events(out, ev)
+    write_index(out.parent, [out], obs.irf.path)
+    print(f"wrote {out}: {ev.n} of {ev.n_read} events of {obs_cfg['events']['file']} "
+          f"({ev.n_cut_roi} outside the ROI, {ev.n_cut_gti} outside the GTIs)")
+    return 0
+
+
 def cmd_simulate(args) -> int:
     """Simulate one observation's event list (GADF DL3) from the continuous model."""
     import numpy as np
@@ -280,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sentinel", help="file to touch when done")
     _stage_parser(sub, "simulate", "simulate an observation's events (GADF DL3)",
                   "events.fits", cmd_simulate)
+    _stage_parser(sub, "events", "an observation's events: simulated or ingested from DL3",
+                  "events.fits", cmd_events)
     _stage_parser(sub, "plot-models", "figures of spectra, J, backgrounds (PNG)", "figures",
                   cmd_plot_models)
     return p

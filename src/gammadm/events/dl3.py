@@ -149,6 +149,9 @@ def write_events(path: str | Path, ev: EventData) -> Path:
                 "GLAT_PNT": float(ev.pointing[1]), **_site_keywords(ev.site)})
     if ev.mc is not None:
         hdr["MC_COMPS"] = ",".join(ev.mc_components)
+    if ev.source:  # an ingested selection: where it came from and what was cut
+        hdr.update({"N_READ": ev.n_read, "N_CUTROI": ev.n_cut_roi, "N_CUTGTI": ev.n_cut_gti})
+        hdr["SRC_FILE"] = Path(ev.source).name[:60]
     events = fits.BinTableHDU.from_columns(cols, header=hdr)
     gti = fits.BinTableHDU.from_columns(
         [fits.Column("START", "D", unit="s", array=ev.gti[:, 0]),
@@ -279,6 +282,10 @@ def read_events(path: str | Path, roi: ROI | None = None, strict_roi: bool = Fal
     ev = ev.subset(keep)
     ev.n_cut_gti = int((~in_gti).sum())
     ev.n_cut_roi = int((in_gti & ~in_roi).sum())
+    if "N_READ" in h:  # a selection made at ingestion: count from the original file
+        ev.n_read = int(h["N_READ"])
+        ev.n_cut_roi += int(h.get("N_CUTROI", 0))
+        ev.n_cut_gti += int(h.get("N_CUTGTI", 0))
     if ev.n == 0:
         raise EventFileError(f"{path}: no events left inside the ROI and GTIs "
                              f"({ev.n_read} read, {ev.n_cut_roi} outside the ROI, "
