@@ -97,12 +97,27 @@ def draw_true(rng: np.random.Generator, obs: Observation, quad: EnergyQuadrature
     if comp.direction == "point":
         return e, np.full(e.size, comp.l0), np.full(e.size, comp.b0)
     if comp.direction == "gaussian":
-        x, y = rng.normal(0, comp.sigma, (2, e.size))
-        return e, wrap_lon(comp.l0 + x / np.cos(np.radians(comp.b0))), comp.b0 + y
+        return (e, *_gaussian_in_cells(rng, true, comp, il, ib))
     l, bb = _uniform_in_cells(rng, true, il, ib)
     if comp.direction == "j":
         l, bb = _reject_by_j(rng, true, comp.j_table, il, ib, l, bb)
     return e, l, bb
+
+
+def _gaussian_in_cells(rng, true, comp: TrueComponent, il, ib):
+    """Positions from the source's Gaussian (tangent plane at the source) truncated to
+    the drawn cells: the cell was drawn with its own exposure, so the exposure
+    gradient across the source is followed."""
+    from scipy.stats import truncnorm
+
+    c = np.cos(np.radians(comp.b0))
+    le, be = true.lon.edges, true.lat.edges
+    x = truncnorm.rvs((le[il] - comp.l0) * c / comp.sigma,
+                      (le[il + 1] - comp.l0) * c / comp.sigma,
+                      size=il.size, random_state=rng)
+    y = truncnorm.rvs((be[ib] - comp.b0) / comp.sigma, (be[ib + 1] - comp.b0) / comp.sigma,
+                      size=ib.size, random_state=rng)
+    return wrap_lon(comp.l0 + x * comp.sigma / c), comp.b0 + y * comp.sigma
 
 
 def _uniform_in_cells(rng, true, il, ib):
@@ -291,11 +306,22 @@ def _hgps_components(ctx, name: str, scale: float) -> list[TrueComponent]:
     """One component per source, all named after the HGPS component."""
     obs, quad = ctx.obs, ctx.quad
     out = []
+    eps_cells = None
     for src in ctx.sources:
-        th = float(angular_offset(src.l_deg, src.b_deg, *obs.pointing))
         flux = spectral_average(src.dnde, quad.edges[:-1], quad.edges[1:]) * quad.widths
-        w = scale * flux * obs.irf.exposure(quad.centres, th, obs.livetime_s, zero_fill=True)
-        out.append(TrueComponent(name, w[:, None, None], src.dnde,
+        if src.is_point:
+            th = float(angular_offset(src.l_deg, src.b_deg, *obs.pointing))
+            w = (scale * flux * obs.irf.exposure(quad.centres, th, obs.livetime_s,
+                                                 zero_fill=True))[:, None, None]
+        else:  # the Gaussian's mass per true cell with that cell's exposure (as the kernel)
+            if eps_cells is None:
+                eps_cells = obs.irf.exposure(quad.centres[:, None, None],
+                                             cell_offsets(obs.true, obs.pointing)[None],
+                                             obs.livetime_s, zero_fill=True)
+            mass = gaussian_cell_mass(obs.true.lon.edges, obs.true.lat.edges, src.l_deg,
+                                      src.b_deg, src.sigma_deg)
+            w = scale * flux[:, None, None] * eps_cells * mass[None]
+        out.append(TrueComponent(name, w, src.dnde,
                                  "point" if src.is_point else "gaussian",
                                  src.l_deg, src.b_deg, src.sigma_deg))
     return out
