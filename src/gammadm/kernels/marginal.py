@@ -228,6 +228,23 @@ def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _eps_psf_mass(ca, cbq, ccq, s, il, ib, sref, cref, fl, flp, fb, fbp, a, b):
+    """eps x the PSF mass of cell (il, ib) at sub-interval s from the window factors
+    (index a in l, b in b) at the reference widths ``sref``, corrected to first order
+    for the cell's own widths (coefficients premultiplied, see `_window_sums`)."""
+    val = 0.0
+    for q in range(sref.shape[0]):
+        w = ca[s, il, ib, q]
+        if w == 0.0:
+            continue
+        fa = fl[q, a]
+        fbb = fb[q, b]
+        val += (w * fa * fbb + (cbq[s, il, ib, q] - w * sref[q] / cref) * flp[q, a] * fbb
+                + (ccq[s, il, ib, q] - w * sref[q]) * fa * fbp[q, b])
+    return val
+
+
 @numba.njit(cache=True)
 def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col_t, cosb,
                  l_edges, b_edges, reach, templates, fl, flp, fb, fbp, kc_row, with_k, acc,
@@ -251,21 +268,12 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col
     sref = sigma[s, jl, jb]
     il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s], sref,
                                          cref, fl, flp, fb, fbp)
-    n_terms = sref.shape[0]
     n_tpl = templates.shape[0]
     for il in range(il0, il1):
         a = il - il0
         for ib in range(ib0, ib1):
             b = ib - ib0
-            val = 0.0
-            for q in range(n_terms):
-                w = ca[s, il, ib, q]
-                if w == 0.0:
-                    continue
-                fa = fl[q, a]
-                fbb = fb[q, b]
-                val += (w * fa * fbb + (cbq[s, il, ib, q] - w * sref[q] / cref) * flp[q, a] * fbb
-                        + (ccq[s, il, ib, q] - w * sref[q]) * fa * fbp[q, b])
+            val = _eps_psf_mass(ca, cbq, ccq, s, il, ib, sref, cref, fl, flp, fb, fbp, a, b)
             if val == 0.0:
                 continue
             c0 = col0[il, ib]
@@ -277,6 +285,29 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col
                 vk = val * ((1.0 - tt) * kc_row[c0] + tt * kc_row[c0 + 1])
                 for t in range(1, n_tpl):
                     bk[t] += templates[t, il, ib] * vk
+
+
+@numba.njit(cache=True)
+def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, ca, cbq, ccq, col0, col_t, f_l, f_b,
+                  f_pl, f_pb, f_dj, fl, flp, fb, fbp, acc):
+    """Add to acc[c] the dark matter's structure inside the central true cells: sub-cells
+    (edges f_l, f_b; parent cells f_pl, f_pb) carry dJ = J(sub-cell) - J(parent cell),
+    both exact solid-angle averages, with the parent's exposure, PSF widths and column
+    mix; the PSF is integrated over each sub-cell as in `_window_sums`."""
+    il0, il1, ib0, ib1 = _window_factors(f_l, f_b, x_r, y_r, cb_r, reach, sref, cref, fl,
+                                         flp, fb, fbp)
+    for a in range(il1 - il0):
+        il = f_pl[il0 + a]
+        for b in range(ib1 - ib0):
+            ib = f_pb[ib0 + b]
+            dj = f_dj[il0 + a, ib0 + b]
+            if dj == 0.0:
+                continue
+            val = _eps_psf_mass(ca, cbq, ccq, s, il, ib, sref, cref, fl, flp, fb, fbp, a, b)
+            c0 = col0[il, ib]
+            tt = col_t[il, ib]
+            acc[c0] += (1.0 - tt) * dj * val
+            acc[c0 + 1] += tt * dj * val
 
 
 @numba.njit(cache=True)
@@ -321,6 +352,7 @@ def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
                     sub_edges, ln_sub_edges, sub_row, row_ln_e, k, k1, dens, medges,
                     ln_medges, mu_lo, mu_hi,
                     sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach, templates, phi,
+                    f_l, f_b, f_pl, f_pb, f_dj, fine_sigma,
                     pts_e, pts_row, pts_t, pts_sub, pts_u, pts_rho,
                     src_lb, src_col0, src_t, src_sigma, src_weight, src_eps, src_flux,
                     dm_out, line_out, tpl_out, pt_out):
@@ -333,6 +365,9 @@ def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
     pts_u) and the migration density at mu = E_r / E_p (row mix pts_row, pts_t);
     tpl_out[e, t] = sum_s phi[t, s] G_e,t[s] for templates t >= 1 (backgrounds with
     their spectra); pt_out[e] = lambda of the point sources (src_flux per sub-interval).
+    The dark matter's J is resolved inside the central cells (`_fine_dm_sums`) where the
+    PSF width at the event's cell is below ``fine_sigma`` [deg] (wider PSFs average the
+    structure inside a cell away).
     Events are processed in blocks that share scratch buffers; per-event sums are serial.
     """
     n = er.shape[0]
@@ -347,6 +382,7 @@ def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
     block = 16
     for blk in numba.prange((n + block - 1) // block):
         fl, flp, fb, fbp = _scratch(n_terms, n_l, n_b)
+        gl, glp, gb, gbp = _scratch(n_terms, f_l.shape[0], f_b.shape[0])
         kc = np.empty((n_sub, n_cols))
         sdm = np.empty((n_sub, n_cols))
         acc = np.empty(n_cols)
@@ -413,6 +449,10 @@ def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
                 _window_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, sigma, ca, cbq, ccq, col0,
                              col_t, cosb, l_edges, b_edges, reach, templates, fl, flp, fb, fbp,
                              kc[s - d0] if with_k else kc[0], with_k, acc, bk)
+                if f_dj.shape[0] > 0 and sigma[s, jl, jb, 0] < fine_sigma:
+                    _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, jl, jb], reach[s], ca,
+                                  cbq, ccq, col0, col_t, f_l, f_b, f_pl, f_pb, f_dj, gl, glp,
+                                  gb, gbp, acc)
                 for c in range(n_cols):
                     sdm[s - a0, c] = acc[c]
                 if not with_k:
