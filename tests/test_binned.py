@@ -89,6 +89,21 @@ def test_sum_over_bins_is_mu(wide):
     np.testing.assert_array_equal(model.dm_kernel(sel, block=2), nuh[:, sel])
 
 
+def test_sky_factors_do_not_depend_on_the_thread_count(wide):
+    import numba
+
+    ctx = wide[0]
+    sub = np.arange(0, len(ctx.quad), 3)
+    a = binned.sky_factors(ctx, sub)
+    numba.set_num_threads(1)
+    try:
+        b = binned.sky_factors(ctx, sub)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def _bin_integral(ctx, inputs, i, j, m, n_e=24, seg_deg=0.05, nodes=5):
     """Brute force: event_terms' lambda integrated over recon bin (i, j, m): midpoints
     in ln E_r, composite Gauss-Legendre in l and b (resolving the PSF)."""
