@@ -179,9 +179,11 @@ def test_chunked_equals_unchunked_and_unwritten_chunks_are_found(tmp_path):
     for k in a.sky:
         np.testing.assert_array_equal(a.sky[k], b.sky[k], err_msg=k)
     np.testing.assert_array_equal(a.nu("CCR"), b.nu("CCR"))
-    # events on the closed ROI's outer edges land in the edge bins
+    # events on the closed ROI's outer edges land in the edge bins; outside: an error
     c = a.counts
     assert c.sum() == 4 and c[0, 0, 0] == c[-1, -1, -1] == c[-1, -1, 5] == 1
+    with pytest.raises(ValueError, match="1 events lie outside the ROI"):
+        binned.histogram(ctx.obs, [1.0, 1.0], [0.0, 1.01], [0.0, 0.0])
 
 
 def test_use_binned():

@@ -73,7 +73,12 @@ def recon_edges(obs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def histogram(obs, energy, l, b) -> np.ndarray:
     """Counts per recon bin (n_E, n_l, n_b) of events inside the closed ROI (events on
-    an outer edge, within its tolerance, go to the edge bin)."""
+    an outer edge, within its tolerance, go to the edge bin); events outside the ROI
+    are an error (select them first, as `read_events` does)."""
+    outside = ~obs.roi.contains(energy, l, b)
+    if outside.any():
+        raise ValueError(f"{int(outside.sum())} events lie outside the ROI of observation "
+                         f"{obs.name}; select them first")
     idx = []
     for edges, x in zip(recon_edges(obs), (energy, l, b)):
         i = np.searchsorted(edges, np.asarray(x, float), side="right") - 1
