@@ -87,6 +87,8 @@ def test_sum_over_bins_is_mu(wide):
                                model.nu_dm(ctx.models.dm, 10.0).ravel(), rtol=1e-12)
     sel = np.array([5, 77, 300])
     np.testing.assert_array_equal(model.dm_kernel(sel, block=2), nuh[:, sel])
+    np.testing.assert_allclose(model.dm_points_kernel().sum(axis=1), hp, rtol=1e-9,
+                               atol=1e-12 * hp.max())
 
 
 def test_sky_factors_do_not_depend_on_the_thread_count(wide):

@@ -321,16 +321,24 @@ class BinnedModel:
     def dm_kernel(self, bins=None, block: int = 8192) -> np.ndarray:
         """nuh[s, b] = sum_c energy[s, i_b, c] sky_DM[s, c, j_b, m_b] for flat bin
         indices ``bins`` (default: all; the dense array is n_sub x n_bins float64, e.g.
-        130 MB for the seed, so pass the occupied bins), in blocks of bins."""
+        130 MB for the seed, so pass the occupied bins): then nu_DM[bins] = amplitude
+        (S_s(m) dE_s) @ nuh + lines."""
+        return self._dense(self.energy, self.sky["dm"], bins, block)
+
+    def dm_points_kernel(self, bins=None, block: int = 8192) -> np.ndarray:
+        """The same on the line-energy grid: nuh_points[p, b] (pointwise in E_t)."""
+        return self._dense(self.points_energy, self.points_sky, bins, block)
+
+    def _dense(self, energy, sky, bins, block: int) -> np.ndarray:
         n_e, n_l, n_b = self.counts.shape
         bins = np.arange(n_e * n_l * n_b) if bins is None else np.asarray(bins)
         i, jm = np.divmod(bins, n_l * n_b)
-        sky = self.sky["dm"].reshape(self.sky["dm"].shape[:2] + (-1,))
-        out = np.zeros((self.energy.shape[0], bins.size))
+        sky = sky.reshape(sky.shape[:2] + (-1,))
+        out = np.zeros((energy.shape[0], bins.size))
         for k in range(0, bins.size, block):
             sl = slice(k, k + block)
-            for c in range(self.energy.shape[2]):
-                out[:, sl] += self.energy[:, i[sl], c] * sky[:, c, jm[sl]]
+            for c in range(energy.shape[2]):
+                out[:, sl] += energy[:, i[sl], c] * sky[:, c, jm[sl]]
         return out
 
 
