@@ -34,8 +34,9 @@ from .reach import angular_offset
 from .response import InstrumentResponse, NodeTable
 
 __all__ = ["MigrationTables", "EnergyQuadrature", "cell_average_containment",
-           "energy_containment_sub", "energy_cdf_sub", "energy_containment_points", "energy_kernel_sub",
-           "spatial_containment_cells", "normalisation_sub", "cell_offsets", "psf_cells"]
+           "energy_containment_sub", "energy_cdf_sub", "energy_containment_points",
+           "energy_kernel_sub", "spatial_containment_cells", "normalisation_sub",
+           "cell_offsets", "psf_cells"]
 
 _SQRT2PI = np.sqrt(2 * np.pi)
 
