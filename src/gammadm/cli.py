@@ -140,25 +140,39 @@ def _touch(sentinel: str | None) -> None:
 
 def cmd_normalise(args) -> int:
     """IRF normalisation and expected-count terms: create norm.zarr and/or fill chunks."""
-    from .normalise import NormContext, create, fill_chunk
+    from .normalise import create, fill_chunk
 
-    cfg = _load(args)
-    obs_name, out = _stage_output(cfg, args, "norm.zarr")
-    n_chunks = cfg["normalisation"]["chunks"]
-    plan = _chunk_plan(args, n_chunks, "normalisation.chunks")
-    if plan is None:
+    stage = _chunked_stage(args, "norm.zarr", "normalisation")
+    if stage is None:
         return 2
-    create_it, todo = plan
-    ctx = NormContext(cfg, obs_name)
+    cfg, out, n_chunks, create_it, todo, ctx = stage
     if create_it:
         create(ctx, out, n_chunks)
         print(f"created {out} ({len(ctx.quad)} energy sub-intervals x "
               f"{ctx.obs.true.shape[1]} x {ctx.obs.true.shape[2]} cells, {n_chunks} chunk(s))")
+    _fill_chunks(fill_chunk, ctx, out, todo, n_chunks, args.sentinel)
+    return 0
+
+
+def _chunked_stage(args, output: str, section: str):
+    """The common start of a chunked stage: (cfg, output path, n_chunks, create the
+    store?, chunks to fill, NormContext); None after a one-line error."""
+    from .normalise import NormContext
+
+    cfg = _load(args)
+    obs_name, out = _stage_output(cfg, args, output)
+    n_chunks = cfg[section]["chunks"]
+    plan = _chunk_plan(args, n_chunks, f"{section}.chunks")
+    if plan is None:
+        return None
+    return cfg, out, n_chunks, plan[0], plan[1], NormContext(cfg, obs_name)
+
+
+def _fill_chunks(fill_chunk, ctx, out, todo, n_chunks: int, sentinel) -> None:
     for i in todo:
         fill_chunk(ctx, out, i, n_chunks)
         print(f"filled chunk {i}/{n_chunks} of {out}")
-    _touch(args.sentinel)
-    return 0
+    _touch(sentinel)
 
 
 def cmd_events(args) -> int:
@@ -228,32 +242,63 @@ def cmd_simulate(args) -> int:
 
 def cmd_marginalise(args) -> int:
     """Per-event marginals of one observation: create marginals.zarr and/or fill chunks."""
-    from .events import read_events
     from .marginalise import KernelInputs, create_store, fill_chunk
-    from .normalise import NormContext
 
-    cfg = _load(args)
-    obs_name, out = _stage_output(cfg, args, "marginals.zarr")
-    n_chunks = cfg["marginalisation"]["chunks"]
-    plan = _chunk_plan(args, n_chunks, "marginalisation.chunks")
-    if plan is None:
+    stage = _chunked_stage(args, "marginals.zarr", "marginalisation")
+    if stage is None:
         return 2
-    create_it, todo = plan
-    ctx = NormContext(cfg, obs_name)
+    cfg, out, n_chunks, create_it, todo, ctx = stage
     inputs = KernelInputs.build(ctx)
     if create_it:
-        default = Path(f"results/{cfg['campaign']}/{obs_name}/events.fits")
-        events = read_events(args.events or default, ctx.obs.roi,
-                             cfg["roi"]["strict"], ctx.obs.pointing)
+        events, _ = _stage_events(cfg, args, ctx)
         create_store(ctx, inputs, events, out, n_chunks)
-        print(f"created {out} ({events.n} events; {events.n_cut_roi} outside the ROI and "
-              f"{events.n_cut_gti} outside the GTIs were cut)")
+        print(f"created {out} ({_events_note(events)})")
     if todo:
         for i in todo:
             k = fill_chunk(ctx, inputs, out, i, n_chunks)
             print(f"filled chunk {i}/{n_chunks} of {out} ({k} events)")
     _touch(args.sentinel)
     return 0
+
+
+def _stage_events(cfg: dict, args, ctx):
+    """The event list of a stage (--events, default results/{campaign}/{obs}/events.fits),
+    selected to the ROI and the GTIs; returns (events, path)."""
+    from .events import read_events
+
+    path = Path(args.events or f"results/{cfg['campaign']}/{ctx.obs.name}/events.fits")
+    return read_events(path, ctx.obs.roi, cfg["roi"]["strict"], ctx.obs.pointing), path
+
+
+def _events_note(events) -> str:
+    return (f"{events.n} events; {events.n_cut_roi} outside the ROI and {events.n_cut_gti} "
+            "outside the GTIs were cut")
+
+
+def cmd_bin(args) -> int:
+    """Binned mode: expected counts per recon bin and the counts histogram -> binned.zarr
+    (created and/or filled by chunks of energy sub-intervals, as norm.zarr)."""
+    from .binned import create, fill_chunk, use_binned
+
+    stage = _chunked_stage(args, "binned.zarr", "normalisation")
+    if stage is None:
+        return 2
+    cfg, out, n_chunks, create_it, todo, ctx = stage
+    if create_it:
+        events, path = _stage_events(cfg, args, ctx)
+        create(ctx, out, n_chunks, events, str(path))
+        mode = "binned" if use_binned(cfg["likelihood"]["binned"], events.n) else "unbinned"
+        print(f"created {out} ({ctx.obs.recon.shape} recon bins; {_events_note(events)}; "
+              f"likelihood.binned={cfg['likelihood']['binned']} -> {mode})")
+    _fill_chunks(fill_chunk, ctx, out, todo, n_chunks, args.sentinel)
+    return 0
+
+
+def _chunk_arguments(p, field: str) -> None:
+    """--create / --chunk i/n / --sentinel of a chunked stage (n must be ``field``)."""
+    p.add_argument("--create", action="store_true", help="create the store (NaN-filled)")
+    p.add_argument("--chunk", help=f"fill chunk i of n (i/n); n must be {field}")
+    p.add_argument("--sentinel", help="file to touch when done")
 
 
 def _stage_parser(sub, name: str, help_text: str, output: str, func):
@@ -302,15 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
                   "tables.zarr", cmd_tabulate)
     n = _stage_parser(sub, "normalise", "IRF normalisation N and expected counts -> norm.zarr",
                       "norm.zarr", cmd_normalise)
-    n.add_argument("--create", action="store_true", help="create the store (NaN-filled)")
-    n.add_argument("--chunk", help="fill chunk i of n (i/n); n must be normalisation.chunks")
-    n.add_argument("--sentinel", help="file to touch when done")
+    _chunk_arguments(n, "normalisation.chunks")
+    events_help = "event list (default results/{campaign}/{obs}/events.fits)"
     g = _stage_parser(sub, "marginalise", "per-event marginals -> marginals.zarr",
                       "marginals.zarr", cmd_marginalise)
-    g.add_argument("--events", help="event list (default results/{campaign}/{obs}/events.fits)")
-    g.add_argument("--create", action="store_true", help="create the store (NaN-filled)")
-    g.add_argument("--chunk", help="fill chunk i of n (i/n); n must be marginalisation.chunks")
-    g.add_argument("--sentinel", help="file to touch when done")
+    g.add_argument("--events", help=events_help)
+    _chunk_arguments(g, "marginalisation.chunks")
+    bn = _stage_parser(sub, "bin", "binned mode: expected counts per recon bin and the "
+                       "counts histogram -> binned.zarr", "binned.zarr", cmd_bin)
+    bn.add_argument("--events", help=events_help)
+    _chunk_arguments(bn, "normalisation.chunks")
     _stage_parser(sub, "simulate", "simulate an observation's events (GADF DL3)",
                   "events.fits", cmd_simulate)
     _stage_parser(sub, "events", "an observation's events: simulated or ingested from DL3",

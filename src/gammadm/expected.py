@@ -32,8 +32,9 @@ from .instrument.containment import spatial_containment
 from .instrument.reach import angular_offset
 from .observation import Observation, fov_coordinates
 
-__all__ = ["SubIntervalTerms", "subinterval_terms", "ccr_expected", "spectral_average",
-           "gaussian_cell_mass", "line_energy_grid", "dm_points_kernel", "dm_expected"]
+__all__ = ["SubIntervalTerms", "subinterval_terms", "ccr_expected", "ccr_binned",
+           "spectral_average", "gaussian_cell_mass", "line_energy_grid", "dm_points_kernel",
+           "dm_expected", "dm_subinterval_spectrum"]
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 
@@ -142,12 +143,18 @@ def dm_points_kernel(obs: Observation, mig: MigrationTables, spatial_dm: np.ndar
                      spatial_dm)
 
 
+def dm_subinterval_spectrum(dm, edges, mass_tev: float) -> np.ndarray:
+    """S_s(m): the dark matter's spectral factor averaged over each interval of
+    ``edges`` [TeV] (continuum; it ends at m, or m / 2 for decay)."""
+    edges = np.asarray(edges, float)
+    return spectral_average(lambda e: dm.spectral_factor(e, mass_tev), edges[:-1], edges[1:],
+                            upper=mass_tev if dm.process == "annihilation" else 0.5 * mass_tev)
+
+
 def dm_expected(dm, quad: EnergyQuadrature, h_sub, line_energies, h_points, mass_tev: float,
                 amplitude: float = 1.0) -> float:
     """mu (or Lambda) of the dark-matter component for one mass and amplitude."""
-    sf = spectral_average(lambda e: dm.spectral_factor(e, mass_tev), quad.edges[:-1],
-                          quad.edges[1:], upper=mass_tev if dm.process == "annihilation"
-                          else 0.5 * mass_tev)
+    sf = dm_subinterval_spectrum(dm, quad.edges, mass_tev)
     mu = float(np.sum(sf * quad.widths * h_sub))
     for e_line, factor in dm.line_factors(mass_tev):
         if line_energies[0] <= e_line <= line_energies[-1]:
@@ -156,24 +163,30 @@ def dm_expected(dm, quad: EnergyQuadrature, h_sub, line_energies, h_points, mass
     return amplitude * mu
 
 
-def ccr_expected(obs: Observation, sub_pixels: int = 4, gl_nodes: int = 4) -> float:
-    """mu_CCR = T integral_ROI B(E_r, x_r) dE_r dOmega_r, by Gauss-Legendre in ln E_r
-    per recon bin and sub-pixels on the sky."""
+def ccr_binned(obs: Observation, sub_pixels: int = 4, gl_nodes: int = 4) -> np.ndarray:
+    """nu_CCR per recon bin, shape (n_E, n_l, n_b): T times the integral of B(E_r, x_r)
+    over each bin, by Gauss-Legendre in ln E_r per recon energy bin and sub_pixels x
+    sub_pixels sub-pixels (exact solid angles) per recon pixel."""
     rec = obs.recon
     x, w = np.polynomial.legendre.leggauss(gl_nodes)
     le = np.log(rec.energy.edges)
     mid, half = 0.5 * (le[1:] + le[:-1]), 0.5 * np.diff(le)
     e_nodes = np.exp(mid[:, None] + half[:, None] * x)  # [bin, node]
     e_w = half[:, None] * w * e_nodes  # dE weights
-    total = 0.0
-    for edges_l in np.array_split(np.arange(rec.lon.nbin), min(3, rec.lon.nbin)):
-        l_e = np.linspace(rec.lon.edges[edges_l[0]], rec.lon.edges[edges_l[-1] + 1],
-                          edges_l.size * sub_pixels + 1)
-        b_e = np.linspace(rec.lat.edges[0], rec.lat.edges[-1], rec.lat.nbin * sub_pixels + 1)
-        om = cell_solid_angle(l_e, b_e)
-        L, B = np.meshgrid(0.5 * (l_e[1:] + l_e[:-1]), 0.5 * (b_e[1:] + b_e[:-1]), indexing="ij")
-        fx, fy = fov_coordinates(L, B, obs.pointing, obs.irf.fov_alignment)
-        rate = obs.irf.ccr_rate(e_nodes.ravel()[:, None, None], fx[None], fy[None],
-                                zero_fill=True)
-        total += float(np.einsum("elb,e,lb->", rate, e_w.ravel(), om))
-    return total * obs.livetime_s
+    n_l, n_b = rec.lon.nbin, rec.lat.nbin
+    l_e = np.linspace(rec.lon.edges[0], rec.lon.edges[-1], n_l * sub_pixels + 1)
+    b_e = np.linspace(rec.lat.edges[0], rec.lat.edges[-1], n_b * sub_pixels + 1)
+    om = cell_solid_angle(l_e, b_e)
+    L, B = np.meshgrid(0.5 * (l_e[1:] + l_e[:-1]), 0.5 * (b_e[1:] + b_e[:-1]), indexing="ij")
+    fx, fy = fov_coordinates(L, B, obs.pointing, obs.irf.fov_alignment)
+    out = np.empty(rec.shape)
+    for i in range(rec.energy.nbin):  # one energy bin at a time keeps memory small
+        rate = obs.irf.ccr_rate(e_nodes[i][:, None, None], fx[None], fy[None], zero_fill=True)
+        per_sub = np.einsum("elb,e->lb", rate, e_w[i]) * om
+        out[i] = per_sub.reshape(n_l, sub_pixels, n_b, sub_pixels).sum(axis=(1, 3))
+    return out * obs.livetime_s
+
+
+def ccr_expected(obs: Observation, sub_pixels: int = 4, gl_nodes: int = 4) -> float:
+    """mu_CCR = T integral_ROI B(E_r, x_r) dE_r dOmega_r: the sum of `ccr_binned`."""
+    return float(ccr_binned(obs, sub_pixels, gl_nodes).sum())

@@ -34,8 +34,9 @@ from .reach import angular_offset
 from .response import InstrumentResponse, NodeTable
 
 __all__ = ["MigrationTables", "EnergyQuadrature", "cell_average_containment",
-           "energy_containment_sub", "energy_containment_points", "energy_kernel_sub",
-           "spatial_containment_cells", "normalisation_sub", "cell_offsets", "psf_cells"]
+           "energy_containment_sub", "energy_cdf_sub", "energy_containment_points",
+           "energy_kernel_sub", "spatial_containment_cells", "normalisation_sub",
+           "cell_offsets", "psf_cells"]
 
 _SQRT2PI = np.sqrt(2 * np.pi)
 
@@ -238,6 +239,26 @@ def energy_containment_sub(mig: MigrationTables, quad: EnergyQuadrature, roi: RO
     per_col = per_col / (eb - ea)  # (n_sub, n_cols)
     c0, c1, tt = mig.theta_mix(offset)
     return (1 - tt)[None] * per_col[:, c0] + tt[None] * per_col[:, c1]
+
+
+def energy_cdf_sub(mig: MigrationTables, quad: EnergyQuadrature, thresholds,
+                   sub=None) -> np.ndarray:
+    """Average over each sub-interval of P(E_r <= a | E_t) per migration offset column,
+    exact, for thresholds a [TeV]; shape (n_sub, n_a, n_cols).
+
+    Differences between thresholds give the recon-energy bins of the binned mode; the
+    difference between E_max and E_min is `energy_containment_sub` before its offset
+    mix.
+    """
+    sub = np.arange(len(quad)) if sub is None else np.asarray(sub)
+    ea, eb = quad.edges[sub][:, None, None], quad.edges[sub + 1][:, None, None]
+    row = quad.row[sub][:, None, None]
+    ln_e0 = quad.row_log_energy[row]
+    dln = quad.row_log_energy[row + 1] - ln_e0
+    a = np.asarray(thresholds, float)[None, :, None]
+    cols = np.arange(mig.density.shape[1])[None, None, :]
+    return a * _column_integral(mig, "q", row, cols, ln_e0, dln, a / eb, a / ea,
+                                np.log(a)) / (eb - ea)
 
 
 def _column_integral(mig, kind, row, col, ln_e0, dln, mu_lo, mu_hi, ln_a):
