@@ -308,13 +308,11 @@ def create_store(ctx, inputs: KernelInputs, events, path, n_chunks: int) -> None
         "events/b": ((n,), None, events.b, "deg"),
         "axes/sub_edges": ((n_sub + 1,), None, ctx.quad.edges, "TeV"),
         "axes/line_energies": ((ctx.line_energies.size,), None, ctx.line_energies, "TeV"),
-        # float32: 6e-8 relative precision is ample for a likelihood, and halves the
-        # largest arrays of big event lists
-        "dm/g": ((n, w), 0, None, dm_unit + "; sub-intervals dm/g_first + column", "f4"),
+        "dm/g": ((n, w), 0, None, dm_unit + "; sub-intervals dm/g_first + column"),
         "dm/g_first": ((n,), 0, None, "index of the first sub-interval of the row"),
         "dm/line_g": ((n, wl), 0, None,
                       "pointwise kernel at axes/line_energies[dm/line_first + column] "
-                      "(interpolate in ln E)", "f4"),
+                      "(interpolate in ln E)"),
         "dm/line_first": ((n,), 0, None, "index of the first line energy of the row"),
     }
     for name in ctx.backgrounds:

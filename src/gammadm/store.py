@@ -39,13 +39,12 @@ def chunk_range(length: int, i: int, n: int) -> slice:
 
 def create_store(path: str | Path, arrays: dict, attrs: dict, n_chunks: int):
     """Create a store. ``arrays`` maps name -> (shape, chunked axis or None, data or None,
-    unit[, dtype]). An array with data is written now; one with a chunked axis gets
-    chunks of ceil(length / n_chunks) along that axis (so job i owns chunk i) and NaN
-    fill (float64 unless a float dtype is given)."""
+    unit). An array with data is written now; one with a chunked axis gets chunks of
+    ceil(length / n_chunks) along that axis (so job i owns chunk i) and NaN fill."""
     import zarr
 
     root = zarr.open_group(str(path), mode="w")
-    for name, (shape, axis, data, unit, *dtype) in arrays.items():
+    for name, (shape, axis, data, unit) in arrays.items():
         if data is not None:
             data = np.asarray(data)
             arr = root.create_array(name, data=data, chunks=data.shape or "auto")
@@ -53,8 +52,7 @@ def create_store(path: str | Path, arrays: dict, attrs: dict, n_chunks: int):
             chunks = list(shape)
             if axis is not None:
                 chunks[axis] = max(1, math.ceil(shape[axis] / n_chunks))
-            arr = root.create_array(name, shape=shape, dtype=(dtype or ["f8"])[0],
-                                    chunks=tuple(chunks),
+            arr = root.create_array(name, shape=shape, dtype="f8", chunks=tuple(chunks),
                                     fill_value=np.nan)
         arr.attrs.update({"unit": unit, "chunked_axis": axis})
     root.attrs.update({**attrs, "n_chunks": n_chunks})
