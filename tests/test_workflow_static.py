@@ -203,3 +203,28 @@ def test_conda_env_lists_the_same_dependencies_as_pyproject():
     assert {_requirement(r) for r in pip} == wanted
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     assert f"python{project['requires-python']}" in conda
+
+
+def test_warmup_config_is_a_valid_tiny_campaign(seed_config):
+    from gammadm.cli import _warmup_config
+    from gammadm.config import validate_config
+
+    tiny = validate_config(_warmup_config(seed_config))
+    assert [o["name"] for o in tiny["observations"]] == ["gc"]
+    assert tiny["simulation"]["n_events"] == 20
+    assert tiny["roi"]["l_deg"] == [-0.5, 0.5] and tiny["normalisation"]["chunks"] == 1
+    # the same components as the campaign, so the same kernels get compiled
+    assert tiny["backgrounds"] == seed_config["backgrounds"]
+
+
+def test_install_profile_names_a_missing_profile(tmp_path, capsys):
+    from gammadm.cli import main
+
+    assert main(["install-profile", "nope", "--workflow-dir", str(ROOT),
+                 "--dest", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no profile 'nope' (profiles/nope/config.yaml)" in err[0]
+    assert main(["install-profile", "slurm", "--workflow-dir", str(ROOT),
+                 "--dest", str(tmp_path)]) == 0
+    assert main(["install-profile", "slurm", "--workflow-dir", str(ROOT),
+                 "--dest", str(tmp_path)]) == 2  # no silent overwrite without --force
