@@ -1,6 +1,7 @@
 # Helpers shared by the stage rules: the validated campaign, its paths, and how a rule
 # calls gammadm (through the interpreter running Snakemake, so an unactivated
 # `.venv/bin/snakemake` works).
+import hashlib
 import os
 import re
 import shlex
@@ -37,6 +38,7 @@ N_MARG = config["marginalisation"]["chunks"]
 TASKS = config["sampler"]["tasks"]
 # the resolved config (defaults and --config overrides included) that every job reads
 CAMPAIGN_CONFIG = f"{R}/config.yaml"
+RESOLVED = yaml.safe_dump(dict(config), sort_keys=True)
 DATA_OK = f"{R}/.done/fetch_data"
 DONE = f"{R}/{{obs}}/.done"  # sentinels of store creators and chunk jobs
 NUMBA_CACHE = numba_cache_dir()
@@ -75,6 +77,14 @@ def gammadm_command(args: str, numba_threads: str | None = None) -> str:
 # the venv's mpiexec (PyPI MPICH) also when the venv is not on PATH
 _venv_mpiexec = Path(sys.executable).parent / "mpiexec"
 MPIEXEC = str(_venv_mpiexec) if _venv_mpiexec.exists() else "mpiexec"
+
+
+def write_campaign_config(path: str, log: str, digest: str) -> None:
+    """The resolved campaign for the jobs; it must read back as the same campaign."""
+    Path(path).write_text(RESOLVED)
+    if validate_config(yaml.safe_load(Path(path).read_text())) != dict(config):
+        raise WorkflowError(f"{path} does not read back as the campaign")
+    Path(log).write_text(f"{path}: campaign {CAMPAIGN} ({digest})\n")
 
 
 def obs_config(obs: str) -> dict:

@@ -6,12 +6,11 @@ rule campaign_config:
         CAMPAIGN_CONFIG,
     params:
         # a change of any field (also by --config) reruns the campaign's stages
-        resolved=yaml.safe_dump(dict(config), sort_keys=True),
+        digest=hashlib.sha256(RESOLVED.encode()).hexdigest()[:16],
     log:
         f"{R}/logs/campaign_config.log",
     run:
-        Path(output[0]).write_text(params.resolved)
-        shell(gammadm_command("validate {output}"))
+        write_campaign_config(output[0], log[0], params.digest)
 
 
 rule fetch_data:
