@@ -44,6 +44,39 @@ def test_sbatch_wait_reports_a_failing_job(tmp_path):
     assert proc.returncode == 3
 
 
+MPI_RULE = """
+import sys
+
+rule sample:
+    output: "ranks.txt"
+    log: "sample.log"
+    threads: 2
+    resources: tasks=2, mpi="mpiexec"
+    shell: "{resources.mpi} -n {resources.tasks} " + sys.executable + " hello.py > {output} 2> {log}"
+"""
+
+
+def test_slurm_profile_runs_an_mpi_rule_through_srun_pmi2(tmp_path):
+    """profiles/slurm's settings of the sampling rule (tasks from the rule, srun
+    --mpi=pmi2 as the launcher, one CPU per task) on a rule of the same shape as the
+    workflow's `sample`: one sbatch job, one MPI world of two ranks."""
+    (tmp_path / "Snakefile").write_text(MPI_RULE)
+    (tmp_path / "hello.py").write_text(HELLO)
+    run = subprocess.run(
+        ["timeout", "300", str(Path(sys.executable).parent / "snakemake"),
+         "--workflow-profile", str(ROOT / "profiles" / "slurm"),
+         "--slurm-init-seconds-before-status-checks", "2",
+         "--seconds-between-status-checks", "3"],
+        cwd=tmp_path, capture_output=True, text=True)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert re.search(r"Shell command: srun --mpi=pmi2 -n 2 \S+/python\S* hello\.py ", out)
+    assert "tasks=2, mpi=srun --mpi=pmi2, cpus_per_task=1, slurm_extra=--signal=TERM@180" in out
+    assert len(re.findall(r"has been submitted with SLURM jobid", out)) == 1
+    ranks = (tmp_path / "ranks.txt").read_text().splitlines()
+    assert sorted(ranks) == ["rank 0 of 2", "rank 1 of 2"]
+
+
 @pytest.mark.slow
 def test_campaign_stores_on_slurm_equal_their_chunks_and_rerun_one_chunk(tmp_path, data_root):
     """The CI campaign's stages up to the sampler through profiles/slurm (real sbatch,
