@@ -63,15 +63,18 @@ def _python() -> str:
 GAMMADM = f"{_python()} -m gammadm.cli"
 
 
-def gammadm_command(args: str, numba_threads: str | None = None) -> str:
-    """A rule's shell command: one gammadm subcommand, output to the rule's log. Jobs
-    running numba kernels (numba_threads given) use the shared cache, warmed once per
-    user and version, with numba threads = the job's CPUs ("{threads}")."""
+def gammadm_command(
+    args: str, numba_threads: str | None = None, launch: str = ""
+) -> str:
+    """A rule's shell command: one gammadm subcommand (after an MPI launcher, if any),
+    output to the rule's log. Jobs running numba kernels (numba_threads given) use the
+    shared cache, warmed once per user and version, with numba threads = the job's
+    CPUs ("{threads}")."""
     env = ""
     if numba_threads is not None:
         cache = shlex.quote(str(NUMBA_CACHE))
         env = f"NUMBA_CACHE_DIR={cache} NUMBA_NUM_THREADS={numba_threads} "
-    return f"{env}{GAMMADM} {args} > {{log}} 2>&1"
+    return f"{env}{launch}{GAMMADM} {args} > {{log}} 2>&1"
 
 
 # the venv's mpiexec (PyPI MPICH) also when the venv is not on PATH
@@ -141,8 +144,8 @@ def sample_command(extra: str) -> str:
     """`gammadm sample`: serial with sampler.tasks = 1, else under the MPI launcher of
     the rule's resources (mpiexec locally; profiles/slurm sets srun --mpi=pmi2).
     numba gets 1 thread per rank."""
-    launch = "{resources.mpi} -n {resources.tasks} " if TASKS > 1 else ""
-    cmd = gammadm_command(
-        f"sample --config {{input.cfg}} {extra} --out {{params.out}}", numba_threads="1"
+    return gammadm_command(
+        f"sample --config {{input.cfg}} {extra} --out {{params.out}}",
+        numba_threads="1",
+        launch="{resources.mpi} -n {resources.tasks} " if TASKS > 1 else "",
     )
-    return cmd.replace(f"{GAMMADM} ", f"{launch}{GAMMADM} ", 1)
