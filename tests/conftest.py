@@ -56,3 +56,34 @@ def chdir_root(monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("GAMMADM_DATA", raising=False)
     return ROOT
+
+
+SLURM_SCRIPT = ROOT / "scripts" / "slurm-localhost.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node SLURM cluster on localhost, installed (apt) and started by
+    scripts/slurm-localhost.sh; stopped again at the end if this session started it."""
+    import os
+    import subprocess
+
+    status = subprocess.run([SLURM_SCRIPT, "status"], capture_output=True, text=True)
+    if status.returncode == 0:  # already up (a developer's or an earlier session's)
+        yield
+        return
+    if os.geteuid() != 0:
+        pytest.skip("SLURM tests install and start munge/slurmctld/slurmd: run them as root")
+    start = subprocess.run([SLURM_SCRIPT, "start"], capture_output=True, text=True,
+                           timeout=600)
+    if start.returncode != 0:
+        pytest.fail(f"{SLURM_SCRIPT.name} start failed:\n{start.stdout}{start.stderr}")
+    yield
+    subprocess.run([SLURM_SCRIPT, "stop"], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _slurm_for_marked_tests(request):
+    """Tests marked `slurm` get the local cluster."""
+    if request.node.get_closest_marker("slurm"):
+        request.getfixturevalue("slurm_cluster")

@@ -301,6 +301,77 @@ def _chunk_arguments(p, field: str) -> None:
     p.add_argument("--sentinel", help="file to touch when done")
 
 
+def _warmup_config(cfg: dict) -> dict:
+    """A tiny copy of a campaign (its first observation, a 1 x 1 deg ROI at 1-3 TeV,
+    20 events) that runs the same kernels, with the same argument types, as the real
+    one."""
+    import copy
+
+    tiny = copy.deepcopy(cfg)
+    obs = tiny["observations"][0]
+    obs["events"] = {"source": "simulate", "seed": 0}
+    tiny["observations"] = [obs]
+    l0, b0 = obs["pointing"]["l_deg"], obs["pointing"]["b_deg"]
+    tiny["roi"].update(energy_tev=[1.0, 3.0], energy_bins_per_decade=5, pixel_deg=0.25,
+                       l_deg=[l0 - 0.5, l0 + 0.5], b_deg=[b0 - 0.5, b0 + 0.5])
+    tiny["true_grid"] = {"energy_bins_per_decade": 5, "pixel_deg": 0.25}
+    tiny["simulation"].update(mode="fixed", n_events=20)
+    tiny["normalisation"]["chunks"] = tiny["marginalisation"]["chunks"] = 1
+    return tiny
+
+
+def cmd_warm_numba(args) -> int:
+    """Compile the numba kernels into their cache (`NUMBA_CACHE_DIR`) once, by running
+    the kernel stages on a tiny copy of the campaign, before many jobs need them."""
+    import os
+    import tempfile
+
+    import yaml
+
+    cfg = _load(args)
+    with tempfile.TemporaryDirectory(prefix="gammadm-warm-") as tmp:
+        tiny = Path(tmp) / "tiny.yaml"
+        tiny.write_text(yaml.safe_dump(_warmup_config(cfg)))
+        base = ["--config", str(tiny)]
+        for argv in (["normalise", *base, "--out", f"{tmp}/norm.zarr"],
+                     ["simulate", *base, "--out", f"{tmp}/events.fits"],
+                     ["marginalise", *base, "--out", f"{tmp}/marginals.zarr",
+                      "--events", f"{tmp}/events.fits"]):
+            if (rc := main(argv)) != 0:
+                return rc
+    print(f"numba cache warm: {os.environ.get('NUMBA_CACHE_DIR', '(numba default)')}")
+    _touch(args.sentinel)
+    return 0
+
+
+def cmd_install_profile(args) -> int:
+    """Copy a Snakemake profile of this workflow (profiles/NAME) into the user's
+    Snakemake config folder, where `snakemake --profile NAME` finds it."""
+    import shutil
+
+    from snakemake.common import get_appdirs
+
+    # the workflow checkout: the given folder, else the current one, else the source
+    # tree this package was installed from (editable installs)
+    roots = [Path(args.workflow_dir)] if args.workflow_dir else [
+        Path.cwd(), Path(__file__).resolve().parents[2]]
+    src = next((r / "profiles" / args.name for r in roots
+                if (r / "profiles" / args.name / "config.yaml").is_file()), None)
+    if src is None:
+        print(f"gammadm install-profile: error: no profile '{args.name}' "
+              f"(profiles/{args.name}/config.yaml) in {', '.join(map(str, roots))}; "
+              "pass --workflow-dir", file=sys.stderr)
+        return 2
+    dest = Path(args.dest or get_appdirs().user_config_dir) / args.name
+    if dest.exists() and not args.force:
+        print(f"gammadm install-profile: error: {dest} exists; --force replaces it",
+              file=sys.stderr)
+        return 2
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    print(f"installed {src} as {dest}: run `snakemake --profile {args.name}`")
+    return 0
+
+
 def _stage_parser(sub, name: str, help_text: str, output: str, func):
     """A per-observation stage: --config, --obs and --out (default under results/)."""
     p = sub.add_parser(name, help=help_text)
@@ -363,6 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
                   "events.fits", cmd_events)
     _stage_parser(sub, "plot-models", "figures of spectra, J, backgrounds (PNG)", "figures",
                   cmd_plot_models)
+    w = sub.add_parser("warm-numba", help="compile the numba kernels into their cache once")
+    w.add_argument("--config", default=DEFAULT_CONFIG)
+    w.add_argument("--sentinel", help="file to touch when done")
+    w.set_defaults(func=cmd_warm_numba)
+
+    ip = sub.add_parser("install-profile",
+                        help="install a workflow profile (e.g. slurm) as a global Snakemake profile")
+    ip.add_argument("name", help="profile name, a folder of profiles/ (e.g. slurm)")
+    ip.add_argument("--workflow-dir", help="the gammadm workflow checkout (default: here)")
+    ip.add_argument("--dest", help="Snakemake's config folder (default: the user's)")
+    ip.add_argument("--force", action="store_true", help="replace an installed profile")
+    ip.set_defaults(func=cmd_install_profile)
     return p
 
 

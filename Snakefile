@@ -1,0 +1,33 @@
+# gammadm campaign: `snakemake -c2` runs config/config.yaml (campaign "seed") end to end;
+# `snakemake --workflow-profile profiles/slurm` runs the same DAG on SLURM.
+# Stages, stores and contracts: DESIGN.md; resources live in profiles/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/tabulate.smk"
+include: "workflow/rules/normalise.smk"
+include: "workflow/rules/events.smk"
+include: "workflow/rules/marginalise.smk"
+include: "workflow/rules/sample.smk"
+
+
+localrules:
+    all,
+    campaign_config,
+    fetch_data,
+    warm_numba,
+    normalise_create,
+    marginalise_create,
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

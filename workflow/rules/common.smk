@@ -1,0 +1,156 @@
+# Helpers shared by the stage rules: the validated campaign, its paths, and how a rule
+# calls gammadm (through the interpreter running Snakemake, so an unactivated
+# `.venv/bin/snakemake` works).
+import hashlib
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+try:
+    from gammadm.config import ConfigError, validate_config
+except ImportError:  # a checkout whose package is not installed in this interpreter
+    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+    from gammadm.config import ConfigError, validate_config
+from gammadm.kernels import numba_cache_dir
+
+
+# The package's checks first: one line naming the field, plus the cross-field rules a
+# JSON schema cannot express (mixture sums, ranges); defaults filled in. Then the same
+# schema the Snakemake way (workflow/schemas refers to the package's file).
+try:
+    config.update(validate_config(config))
+except ConfigError as exc:
+    raise WorkflowError(f"invalid campaign config: {exc}") from None
+validate(config, "../schemas/config.schema.yaml")
+
+CAMPAIGN = config["campaign"]
+R = f"results/{CAMPAIGN}"
+OBS = [o["name"] for o in config["observations"]]
+N_NORM = config["normalisation"]["chunks"]
+N_MARG = config["marginalisation"]["chunks"]
+TASKS = config["sampler"]["tasks"]
+# the resolved config (defaults and --config overrides included) that every job reads
+CAMPAIGN_CONFIG = f"{R}/config.yaml"
+RESOLVED = yaml.safe_dump(dict(config), sort_keys=True)
+DATA_OK = f"{R}/.done/fetch_data"
+DONE = f"{R}/{{obs}}/.done"  # sentinels of store creators and chunk jobs
+NUMBA_CACHE = numba_cache_dir()
+NUMBA_WARM = str(NUMBA_CACHE / "warm.ok")
+ENV = "../../envs/gammadm.yaml"
+
+
+wildcard_constraints:
+    obs="|".join(re.escape(o) for o in OBS),
+    i=r"\d+",
+
+
+def _python() -> str:
+    """The interpreter for gammadm: inside a conda env its own `python` (the package
+    from this checkout's src/), else the one running Snakemake."""
+    methods = {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+    if any("conda" in m for m in methods):
+        return f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))} python"
+    return shlex.quote(sys.executable)
+
+
+GAMMADM = f"{_python()} -m gammadm.cli"
+
+
+def gammadm_command(
+    args: str, numba_threads: str | None = None, launch: str = ""
+) -> str:
+    """A rule's shell command: one gammadm subcommand (after an MPI launcher, if any),
+    output to the rule's log. Jobs running numba kernels (numba_threads given) use the
+    shared cache, warmed once per user and version, with numba threads = the job's
+    CPUs ("{threads}")."""
+    env = ""
+    if numba_threads is not None:
+        cache = shlex.quote(str(NUMBA_CACHE))
+        env = f"NUMBA_CACHE_DIR={cache} NUMBA_NUM_THREADS={numba_threads} "
+    return f"{env}{launch}{GAMMADM} {args} > {{log}} 2>&1"
+
+
+# the venv's mpiexec (PyPI MPICH) also when the venv is not on PATH
+_venv_mpiexec = Path(sys.executable).parent / "mpiexec"
+MPIEXEC = str(_venv_mpiexec) if _venv_mpiexec.exists() else "mpiexec"
+
+
+def write_campaign_config(path: str, log: str, digest: str) -> None:
+    """The resolved campaign for the jobs; it must read back as the same campaign."""
+    Path(path).write_text(RESOLVED)
+    if validate_config(yaml.safe_load(Path(path).read_text())) != dict(config):
+        raise WorkflowError(f"{path} does not read back as the campaign")
+    Path(log).write_text(f"{path}: campaign {CAMPAIGN} ({digest})\n")
+
+
+def obs_config(obs: str) -> dict:
+    return next(o for o in config["observations"] if o["name"] == obs)
+
+
+def events_file(wildcards) -> str:
+    """The observation's event list, simulated or ingested (`gammadm events`)."""
+    return f"{R}/{wildcards.obs}/events.fits"
+
+
+def dl3_input(wildcards) -> list[str]:
+    """The DL3 file an observation ingests (none when its events are simulated)."""
+    ev = obs_config(wildcards.obs)["events"]
+    return [ev["file"]] if ev["source"] == "dl3" else []
+
+
+def observation_products(obs: str) -> list[str]:
+    """Everything `sample` reads of one observation: its stores, complete."""
+    done = DONE.format(obs=obs)
+    return (
+        [f"{R}/{obs}/tables.zarr"]
+        + [f"{done}/norm.{i}" for i in range(N_NORM)]
+        + [f"{done}/marginals.{i}" for i in range(N_MARG)]
+    )
+
+
+def all_products(wildcards=None) -> list[str]:
+    return [p for obs in OBS for p in observation_products(obs)]
+
+
+def posterior_dir(target: str) -> str:
+    """Joint posterior: results/{campaign}/posterior; per observation: .../{obs}/posterior."""
+    return f"{R}/posterior" if target == "joint" else f"{R}/{target}/posterior"
+
+
+def final_outputs() -> list[str]:
+    targets = ["joint"] + (OBS if len(OBS) > 1 else [])
+    return [
+        f"{posterior_dir(t)}/{name}"
+        for t in targets
+        for name in ("summary.json", "samples.npz", "corner.png")
+    ]
+
+
+def store_command(stage: str, store: str, step: str) -> str:
+    """The shell command of a store's creator (step "--create") or of one chunk job
+    (step "--chunk {wildcards.i}/n"): it writes only its own part, then touches its
+    sentinel."""
+    out = f"{R}/{{wildcards.obs}}/{store}.zarr"
+    return gammadm_command(
+        f"{stage} --config {{input.cfg}} --obs {{wildcards.obs}} --out {out}"
+        f" {step} --sentinel {{output}}",
+        numba_threads="{threads}",
+    )
+
+
+def sample_command(extra: str) -> str:
+    """`gammadm sample`: serial with sampler.tasks = 1, else under the MPI launcher of
+    the rule's resources (mpiexec locally; profiles/slurm sets srun --mpi=pmi2).
+    numba gets 1 thread per rank."""
+    return gammadm_command(
+        f"sample --config {{input.cfg}} {extra} --out {{params.out}}",
+        numba_threads="1",
+        launch="{resources.mpi} -n {resources.tasks} " if TASKS > 1 else "",
+    )

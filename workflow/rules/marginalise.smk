@@ -1,0 +1,34 @@
+# Per-event marginals: marginals.zarr is created by one local job after reading the
+# event list (event-axis chunk length ceil(n / chunks)), then chunk job i fills chunk i.
+
+
+rule marginalise_create:
+    input:
+        cfg=CAMPAIGN_CONFIG,
+        events=events_file,
+        warm=ancient(NUMBA_WARM),
+    output:
+        f"{DONE}/marginals.created",
+    log:
+        f"{R}/logs/marginalise/{{obs}}.create.log",
+    threads: 1
+    conda:
+        ENV
+    shell:
+        store_command("marginalise", "marginals", "--events {input.events} --create")
+
+
+rule marginalise_chunk:
+    input:
+        cfg=CAMPAIGN_CONFIG,
+        created=f"{DONE}/marginals.created",
+        warm=ancient(NUMBA_WARM),
+    output:
+        f"{DONE}/marginals.{{i}}",
+    log:
+        f"{R}/logs/marginalise/{{obs}}.{{i}}.log",
+    threads: 2
+    conda:
+        ENV
+    shell:
+        store_command("marginalise", "marginals", f"--chunk {{wildcards.i}}/{N_MARG}")

@@ -1,0 +1,34 @@
+# IRF normalisation N and expected-count terms: norm.zarr is created by one local job,
+# then chunk job i fills chunk i (normalisation.chunks jobs).
+
+
+rule normalise_create:
+    input:
+        cfg=CAMPAIGN_CONFIG,
+        data=DATA_OK,
+        warm=ancient(NUMBA_WARM),
+    output:
+        f"{DONE}/norm.created",
+    log:
+        f"{R}/logs/normalise/{{obs}}.create.log",
+    threads: 1
+    conda:
+        ENV
+    shell:
+        store_command("normalise", "norm", "--create")
+
+
+rule normalise_chunk:
+    input:
+        cfg=CAMPAIGN_CONFIG,
+        created=f"{DONE}/norm.created",
+        warm=ancient(NUMBA_WARM),
+    output:
+        f"{DONE}/norm.{{i}}",
+    log:
+        f"{R}/logs/normalise/{{obs}}.{{i}}.log",
+    threads: 2
+    conda:
+        ENV
+    shell:
+        store_command("normalise", "norm", f"--chunk {{wildcards.i}}/{N_NORM}")

@@ -1,0 +1,17 @@
+# Exposure, templates, spectra and J of one observation on its true grid.
+
+
+rule tabulate:
+    input:
+        cfg=CAMPAIGN_CONFIG,
+        data=DATA_OK,
+    output:
+        directory(f"{R}/{{obs}}/tables.zarr"),
+    log:
+        f"{R}/logs/tabulate/{{obs}}.log",
+    conda:
+        ENV
+    shell:
+        gammadm_command(
+            "tabulate --config {input.cfg} --obs {wildcards.obs} --out {output}"
+        )
