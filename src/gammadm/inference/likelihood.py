@@ -26,13 +26,15 @@ __all__ = ["ObservationTerm", "FractionsLikelihood", "RatesLikelihood", "finite"
 class ObservationTerm:
     """One observation's arrays with a work buffer: the weighted log sum and mu_DM."""
 
-    def __init__(self, arrays: ObservationArrays, spectral: SpectralTable | None):
+    def __init__(self, arrays: ObservationArrays, spectral: SpectralTable | None,
+                 poisson: bool = False):
         self.a = arrays
         self.spectral = spectral
         self._buf = np.empty(arrays.n)
         self._ln_pts = np.log(np.maximum(arrays.dm_points, 1e-300))
-        # ln n_b! of Poisson bins (a shard's own bins, so it belongs to the local sum)
-        self._lfact = float(np.sum(gammaln(arrays.weight + 1.0))) if arrays.binned else 0.0
+        # ln n_b! of Poisson bins in rates mode (a shard's own bins: part of the local sum)
+        self._lfact = (float(np.sum(gammaln(arrays.weight + 1.0)))
+                       if arrays.binned and poisson else 0.0)
 
     def dm_terms(self, mass_tev: float) -> DMTerms:
         return self.spectral.terms(mass_tev)
@@ -120,7 +122,7 @@ class RatesLikelihood(_Base):
     """
 
     def __init__(self, observations: list[ObservationArrays], spectral: list, signal=True):
-        self.terms = [ObservationTerm(a, s) for a, s in zip(observations, spectral)]
+        self.terms = [ObservationTerm(a, s, poisson=True) for a, s in zip(observations, spectral)]
         self.signal = signal
         self.names = (["mass_TeV", "sigmav_cm3_s"] if signal else []) + [
             f"scale_{k}_{a.name}" for a in observations for k in a.bkg_names]

@@ -62,17 +62,21 @@ def ignore_sigterm() -> None:
 
 
 class DataParallelLikelihood:
-    """Rank 0's likelihood in data mode; pickles as its spec (re-attaches COMM_WORLD)."""
+    """Rank 0's likelihood in data mode over this rank's shard ``inner``.
 
-    def __init__(self, spec: StoreModelSpec):
-        self.spec = spec
-        self._setup()
+    Built from a `StoreModelSpec` (``from_spec``) it pickles as that spec and re-attaches
+    COMM_WORLD and its shard on unpickling (checkpoints hold paths, not arrays).
+    """
 
-    def _setup(self):
+    def __init__(self, inner, spec: StoreModelSpec | None = None, comm=None):
         from mpi4py import MPI
 
-        self.comm = MPI.COMM_WORLD
-        self.inner = _build(self.spec).loglike
+        self.inner, self.spec = inner, spec
+        self.comm = comm or MPI.COMM_WORLD
+
+    @classmethod
+    def from_spec(cls, spec: StoreModelSpec) -> DataParallelLikelihood:
+        return cls(_build(spec).loglike, spec)
 
     def __call__(self, theta) -> float:
         theta = np.asarray(theta, float)
@@ -88,20 +92,21 @@ class DataParallelLikelihood:
         self.comm.bcast(None, root=0)
 
     def __getstate__(self):
+        if self.spec is None:
+            raise TypeError("a data-parallel likelihood built from arrays cannot be pickled")
         return {"spec": self.spec}
 
     def __setstate__(self, state):
-        self.spec = state["spec"]
-        self._setup()
+        other = DataParallelLikelihood.from_spec(state["spec"])
+        self.__dict__.update(other.__dict__)
 
 
-def serve_data(spec: StoreModelSpec) -> int:
-    """Worker loop of data mode: evaluate this rank's shard until rank 0 sends None.
-    Returns the number of evaluations."""
+def serve_data(inner) -> int:
+    """Worker loop of data mode: evaluate this rank's shard (``inner``: a likelihood
+    with ``prepare`` and ``local``) until rank 0 sends None. Returns the call count."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    inner = _build(spec).loglike
     n = 0
     while True:
         theta = comm.bcast(None, root=0)

@@ -8,7 +8,7 @@ sampled parameters; the last one is derived (1 - their sum).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.special import betaincinv, ndtri
@@ -19,64 +19,63 @@ __all__ = ["Uniform", "LogUniform", "Normal", "LogNormal", "Dirichlet", "PriorSe
            "prior_from_config"]
 
 
+class _Scalar:
+    """A one-dimensional prior; ``describe`` names it with its two parameters."""
+
+    ndim = 1
+    kind = ""
+
+    def describe(self) -> str:
+        a, b = (getattr(self, f.name) for f in fields(self))
+        return f"{self.kind}({a:g}, {b:g})"
+
+
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Scalar):
     """Uniform on [low, high]."""
 
     low: float
     high: float
-    ndim = 1
+    kind = "uniform"
 
     def transform(self, u: np.ndarray) -> np.ndarray:
         return self.low + (self.high - self.low) * np.asarray(u, float)
 
-    def describe(self) -> str:
-        return f"uniform({self.low:g}, {self.high:g})"
-
 
 @dataclass(frozen=True)
-class LogUniform:
+class LogUniform(_Scalar):
     """Log-uniform (density proportional to 1/x) on [low, high], low > 0."""
 
     low: float
     high: float
-    ndim = 1
+    kind = "log_uniform"
 
     def transform(self, u: np.ndarray) -> np.ndarray:
         return self.low * (self.high / self.low) ** np.asarray(u, float)
 
-    def describe(self) -> str:
-        return f"log_uniform({self.low:g}, {self.high:g})"
-
 
 @dataclass(frozen=True)
-class Normal:
+class Normal(_Scalar):
     """Normal with mean and standard deviation sigma."""
 
     mean: float
     sigma: float
-    ndim = 1
+    kind = "normal"
 
     def transform(self, u: np.ndarray) -> np.ndarray:
         return self.mean + self.sigma * ndtri(np.asarray(u, float))
 
-    def describe(self) -> str:
-        return f"normal({self.mean:g}, {self.sigma:g})"
-
 
 @dataclass(frozen=True)
-class LogNormal:
+class LogNormal(_Scalar):
     """Log-normal: ln x is normal with ``mean`` and ``sigma`` (so the median is e^mean)."""
 
     mean: float
     sigma: float
-    ndim = 1
+    kind = "log_normal"
 
     def transform(self, u: np.ndarray) -> np.ndarray:
         return np.exp(self.mean + self.sigma * ndtri(np.asarray(u, float)))
-
-    def describe(self) -> str:
-        return f"log_normal({self.mean:g}, {self.sigma:g})"
 
 
 @dataclass(frozen=True)

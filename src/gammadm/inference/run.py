@@ -106,7 +106,7 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     if rank != 0:
         ignore_sigterm()
     if mode == "data" and rank != 0:
-        serve_data(spec)
+        serve_data(_build(spec).loglike)
         return 0
     model = model_from_results(cfg, results, obs, signal, spec.shard)
     t_load = time.monotonic() - t0
@@ -123,7 +123,7 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
             res = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings,
                               ckpt, pool=pool, fingerprint_extra=extra)
     elif mode == "data":
-        like = DataParallelLikelihood(spec)
+        like = DataParallelLikelihood.from_spec(spec)
         try:
             res = run_dynesty(like, model.prior, model.ndim, model.names, settings, ckpt,
                               fingerprint_extra=extra)
