@@ -103,7 +103,7 @@ def _interval_ok(x, w, names, truths):
 
 def test_fractions_recovered_by_dynesty(events):
     model = model_from_arrays([toy.arrays(events)], toy.config(), [toy.SPECTRUM])
-    res = run_dynesty(model.loglike, model.prior, model.ndim, model.names,
+    res, _ = run_dynesty(model.loglike, model.prior, model.ndim, model.names,
                       SamplerSettings(nlive=150, dlogz=0.5, seed=1))
     x, w, names, flags = weighted_samples(res, model)
     assert names == ["mass_TeV", "DM", "b1", "bkg", "b2"] and flags[3:] == [True, True]
@@ -116,7 +116,7 @@ def test_rates_recovered_by_dynesty():
     n = rng.poisson([amp * (2 - m), 100.0, 50.0])
     x = toy.draw(rng, *n, m)
     model = model_from_arrays([toy.arrays(x)], toy.config("rates"), [toy.SPECTRUM])
-    res = run_dynesty(model.loglike, model.prior, model.ndim, model.names,
+    res, _ = run_dynesty(model.loglike, model.prior, model.ndim, model.names,
                       SamplerSettings(nlive=150, dlogz=0.5, seed=2))
     xs, w, names, _ = weighted_samples(res, model)
     _interval_ok(xs, w, names, {"mass_TeV": m, "sigmav_cm3_s": amp, "scale_b1_toy": 1.0,
@@ -145,7 +145,7 @@ def test_evidence_matches_analytic():
            "priors": {}, "mixture": [{"name": n, "value": 1 / 3, "alpha": a}
                                      for n, a in zip("abc", alpha)]}
     model = model_from_arrays([arr], cfg, signal=False)
-    res = run_dynesty(model.loglike, model.prior, model.ndim, model.names,
+    res, _ = run_dynesty(model.loglike, model.prior, model.ndim, model.names,
                       SamplerSettings(nlive=300, dlogz=0.1, seed=4))
 
     def lnbeta(a):

@@ -120,22 +120,21 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
         with MPICommExecutor(MPI.COMM_WORLD, root=0) as pool:
             if pool is None:  # a worker: served proposals until rank 0 left the block
                 return 0
-            res = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings,
+            res, n_calls = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings,
                               ckpt, pool=pool, fingerprint_extra=extra)
     elif mode == "data":
         like = DataParallelLikelihood.from_spec(spec)
         try:
-            res = run_dynesty(like, model.prior, model.ndim, model.names, settings, ckpt,
+            res, n_calls = run_dynesty(like, model.prior, model.ndim, model.names, settings, ckpt,
                               fingerprint_extra=extra)
         finally:
             like.release_workers()
     else:
-        res = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings, ckpt,
+        res, n_calls = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings, ckpt,
                           fingerprint_extra=extra)
     t_sample = time.monotonic() - t0 - t_load
     out.mkdir(parents=True, exist_ok=True)
     log_z, log_z_err = float(res.logz[-1]), float(res.logzerr[-1])
-    n_calls = int(np.sum(res.ncall))
     if background_only:
         (out / "evidence.json").write_text(json.dumps({
             "model": "background_only", "log_evidence": log_z, "log_evidence_err": log_z_err,

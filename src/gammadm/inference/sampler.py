@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SamplerSettings", "SerialPool", "Checkpointed", "EXIT_CHECKPOINTED",
+__all__ = ["SamplerSettings", "SerialPool", "CountingLikelihood", "Checkpointed", "EXIT_CHECKPOINTED",
            "run_dynesty", "checkpoint_path"]
 
 #: Exit status of a run stopped by SIGTERM after saving its checkpoint (re-run to resume;
@@ -52,6 +52,23 @@ class SamplerSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class CountingLikelihood:
+    """Counts the calls made in this process (pickled with the count, so a resumed run
+    keeps counting). dynesty's own count misses queued proposals that it discards when
+    the bound changes (measured: 798 counted of 859 made with queue_size 2)."""
+
+    def __init__(self, like):
+        self.like = like
+        self.n = 0
+
+    def __call__(self, theta) -> float:
+        self.n += 1
+        return self.like(theta)
+
+    def __deepcopy__(self, memo):
+        return self  # dynesty copies its task arguments; the count must stay shared
 
 
 class SerialPool:
@@ -93,7 +110,15 @@ def _fingerprint(settings: SamplerSettings, ndim: int, names: list[str], extra: 
 def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
                 settings: SamplerSettings, checkpoint: Path | None = None, pool=None,
                 checkpoint_every: float = 60.0, fingerprint_extra: str = ""):
-    """Run (or resume) static nested sampling; returns dynesty's Results.
+    """Run (or resume) static nested sampling.
+
+    Returns
+    -------
+    results : dynesty Results
+    n_calls : int
+        Likelihood calls of the whole run, resumed parts included: exact for in-process
+        runs (serial and data mode, where rank 0 makes every call); dynesty's count for
+        an external pool (proposal mode), which misses discarded queued proposals.
 
     Parameters
     ----------
@@ -114,7 +139,10 @@ def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
     import dynesty
     from dynesty.utils import compute_integrals
 
+    local = pool is None  # every call happens here: count them exactly
     pool = pool or SerialPool()
+    if local:
+        loglike = CountingLikelihood(loglike)
     fp = _fingerprint(settings, ndim, names, fingerprint_extra)
     sampler = None
     if checkpoint is not None and checkpoint.exists():
@@ -154,4 +182,7 @@ def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
             run["logzvar"], run["h"] = logzvar.tolist(), h.tolist()
             if checkpoint is not None:
                 save()
-    return sampler.results
+    counter = sampler.loglikelihood.loglikelihood  # dynesty's LogLikelihood, then
+    counter = getattr(counter, "func", counter)  # its _function_wrapper
+    n_calls = counter.n if isinstance(counter, CountingLikelihood) else int(sampler.ncall)
+    return sampler.results, n_calls
