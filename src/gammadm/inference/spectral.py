@@ -5,7 +5,8 @@ spectra) costs milliseconds per mass, far more than the likelihood; so S_s is ta
 once per observation on a dense ln m grid over the prior's range and interpolated with
 a monotone piecewise cubic (PCHIP, which keeps S_s >= 0 and the zero above m where it
 starts). Line energies and factors are interpolated linearly in ln m. The
-interpolation error is measured by `SpectralTable.max_relative_error` (a test bounds it).
+interpolation error of expected counts is measured by `SpectralTable.relative_error`
+(tests/test_inference_spectral.py bounds it: < 1e-3 above 0.6 TeV on the CI grid).
 """
 
 from __future__ import annotations
@@ -103,12 +104,13 @@ class SpectralTable:
         line_nodes(self._ln_le, row[self.n_sub:], idx, t, f)
         return DMTerms(row[:self.n_sub].copy(), idx, t, f)
 
-    def max_relative_error(self, n_test: int = 50) -> float:
-        """Largest |S_interp - S_direct| / max_s S_direct at masses between the nodes."""
-        mid = np.sqrt(self.masses[1:] * self.masses[:-1])
-        mid = mid[np.diff(np.log(self.masses)) > 1e-6]
-        pick = mid[np.linspace(0, mid.size - 1, min(n_test, mid.size)).astype(int)]
-        ref = _direct(self.dm, self.sub_edges, pick)
-        got = np.array([self.spectral_factors(m) for m in pick])
-        scale = np.max(np.abs(ref), axis=1, keepdims=True)
-        return float(np.max(np.abs(got - ref) / np.where(scale > 0, scale, 1.0)))
+    def relative_error(self, weights: np.ndarray, masses=None) -> np.ndarray:
+        """|S_interp . w - S_direct . w| / (S_direct . w) at ``masses`` (default: the
+        midpoints between grid nodes): the error of an expected count mu = S . w, e.g.
+        w = width x H per sub-interval."""
+        if masses is None:
+            masses = np.sqrt(self.masses[1:] * self.masses[:-1])
+            masses = masses[np.diff(np.log(self.masses)) > 1e-6]
+        ref = _direct(self.dm, self.sub_edges, np.asarray(masses)) @ weights
+        got = np.array([self.spectral_factors(m) @ weights for m in masses])
+        return np.abs(got - ref) / np.where(ref > 0, ref, 1.0)
