@@ -112,3 +112,15 @@ def test_world_size_must_match_tasks(campaign):
     assert r.returncode == 2 and "sampler.tasks is 2 but the MPI world has 1 rank" in r.stderr
     r = _sample(write("one"), base, base / "y", ranks=2)
     assert r.returncode == 2 and "sampler.tasks is 1" in r.stderr
+
+
+def test_missing_stores_and_evidence_are_one_line_errors(campaign, tmp_path):
+    base, write = campaign
+    cfg = write("missing")
+    r = subprocess.run([sys.executable, "-m", "gammadm.cli", "sample", "--config", str(cfg),
+                        "--results", str(tmp_path), "--out", str(tmp_path / "o")], cwd=ROOT,
+                       env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "marginals.zarr does not exist" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = _sample(cfg, base, tmp_path / "o", "--bkg-evidence", str(tmp_path / "none.json"))
+    assert r.returncode == 2 and "--bkg-evidence" in r.stderr

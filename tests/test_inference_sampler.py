@@ -64,13 +64,13 @@ def test_reported_calls_are_likelihood_calls():
 
 
 def test_checkpoint_of_other_settings_is_refused(tmp_path):
-    from gammadm.inference.sampler import checkpoint_path
+    from gammadm.inference.sampler import CheckpointMismatch, checkpoint_path
 
     x = toy.draw(np.random.default_rng(1), 50, 70, 30, 0.5)
     model = model_from_arrays([toy.arrays(x)], toy.config(), [toy.SPECTRUM])
     ck = checkpoint_path(tmp_path, "signal")
     run_dynesty(model.loglike, model.prior, model.ndim, model.names,
                 SamplerSettings(nlive=30, dlogz=2.0, seed=3), ck)
-    with pytest.raises(RuntimeError, match="other settings"):
+    with pytest.raises(CheckpointMismatch, match="other settings"):
         run_dynesty(model.loglike, model.prior, model.ndim, model.names,
                     SamplerSettings(nlive=31, dlogz=2.0, seed=3), ck)

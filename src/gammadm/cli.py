@@ -227,7 +227,7 @@ def cmd_sample(args) -> int:
     """Nested sampling of a campaign (serial, or MPI with sampler.tasks ranks)."""
     from .inference.parallel import ParallelError
     from .inference.run import run_sample
-    from .inference.sampler import EXIT_CHECKPOINTED, Checkpointed
+    from .inference.sampler import EXIT_CHECKPOINTED, CheckpointMismatch, Checkpointed
 
     cfg = _load(args)
     sub = f"/{args.obs}" if args.obs else ""
@@ -239,7 +239,7 @@ def cmd_sample(args) -> int:
     try:
         return run_sample(cfg, out, Path(args.results), args.obs, args.background_only,
                           Path(args.bkg_evidence) if args.bkg_evidence else None)
-    except ParallelError as exc:
+    except (ParallelError, CheckpointMismatch) as exc:
         print(f"gammadm sample: error: {exc}", file=sys.stderr)
         return 2
     except Checkpointed as exc:

@@ -90,7 +90,7 @@ def build_priors(cfg: dict, names: list[str], tree: MixtureTree | None,
                                                             "priors.sigmav_cm3_s")))
     if tree is not None:
         for g in tree.groups:
-            entries.append((list(g.names[:-1]), Dirichlet(g.alpha)))
+            entries.append((list(g.names[:-1]), Dirichlet(g.alpha, g.names)))
     scale = prior_from_config(pri["background_scale"], "priors.background_scale") \
         if n_scales else None
     for name in names[len(names) - n_scales:]:

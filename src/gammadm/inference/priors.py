@@ -84,6 +84,7 @@ class Dirichlet:
     v_i = Beta^-1(u_i; alpha_i, sum_{j>i} alpha_j), x_i = v_i prod_{j<i} (1 - v_j)."""
 
     alpha: tuple
+    names: tuple = ()  # all K names, for `describe`
 
     @property
     def ndim(self) -> int:
@@ -101,6 +102,9 @@ class Dirichlet:
         return self.full(u)[:-1]
 
     def describe(self) -> str:
+        if self.names:
+            return "dirichlet(" + ", ".join(f"{n}={a:g}" for n, a in zip(self.names,
+                                                                         self.alpha)) + ")"
         return "dirichlet(" + ", ".join(f"{a:g}" for a in self.alpha) + ")"
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SamplerSettings", "SerialPool", "CountingLikelihood", "Checkpointed", "EXIT_CHECKPOINTED",
+__all__ = ["SamplerSettings", "SerialPool", "CountingLikelihood", "Checkpointed", "CheckpointMismatch", "EXIT_CHECKPOINTED",
            "run_dynesty", "checkpoint_path"]
 
 #: Exit status of a run stopped by SIGTERM after saving its checkpoint (re-run to resume;
@@ -30,6 +30,10 @@ EXIT_CHECKPOINTED = 75
 
 class Checkpointed(Exception):
     """The run was stopped by SIGTERM after its checkpoint was saved."""
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint exists but was written for other settings, parameters or data."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
     if checkpoint is not None and checkpoint.exists():
         stamp = checkpoint.with_suffix(".json")
         if not stamp.exists() or stamp.read_text() != fp:
-            raise RuntimeError(f"checkpoint {checkpoint} was written for other settings or "
+            raise CheckpointMismatch(f"checkpoint {checkpoint} was written for other settings or "
                                "data; delete it to start afresh")
         sampler = dynesty.NestedSampler.restore(str(checkpoint), pool=pool)
     if sampler is None:
