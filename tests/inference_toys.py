@@ -78,7 +78,7 @@ def write_toy_stores(base, cfg: dict, n_events: int = 301, n_chunks: int = 3, se
     for cfg's first observation (synthetic, positive kernels on 40 sub-intervals)."""
     from pathlib import Path
 
-    from gammadm.store import create_store
+    from gammadm.store import create_store, write_region
 
     rng = np.random.default_rng(seed)
     obs = Path(base) / cfg["campaign"] / cfg["observations"][0]["name"]
@@ -98,13 +98,16 @@ def write_toy_stores(base, cfg: dict, n_events: int = 301, n_chunks: int = 3, se
             norm[f"{name}/mu"] = ((n_sub,), None, rng.random(n_sub) * 5, "counts")
     create_store(obs / "norm.zarr", norm, {"backgrounds": bk}, 1)
     n = n_events
-    marg = {"events/energy": ((n,), None, rng.uniform(0.5, 20, n), "TeV"),
-            "dm/g": ((n, n_sub), None, rng.random((n, n_sub)) * 1e13, ""),
-            "dm/line_g": ((n, le.size), None, rng.random((n, le.size)) * 1e13, "")}
-    for name in bk:
-        marg[f"bkg/{name}"] = ((n,), None, rng.random(n) * 100, "")
+    values = {"dm/g": rng.random((n, n_sub)) * 1e13,
+              "dm/line_g": rng.random((n, le.size)) * 1e13}
+    values.update({f"bkg/{name}": rng.random(n) * 100 for name in bk})
+    # per-event arrays chunked along the events and filled afterwards, as the stage does
+    marg = {"events/energy": ((n,), None, rng.uniform(0.5, 20, n), "TeV")}
+    marg.update({k: (v.shape, 0, None, "") for k, v in values.items()})
     create_store(obs / "marginals.zarr", marg,
                  {"n_events": n, "livetime_s": 18000.0, "backgrounds": bk, "n_cut_roi": 0,
                   "n_cut_gti": 0, "observation": cfg["observations"][0]["name"],
                   "dark_matter": cfg["dark_matter"]["name"]}, n_chunks)
+    for k, v in values.items():
+        write_region(obs / "marginals.zarr", k, (slice(None),), v)
     return obs

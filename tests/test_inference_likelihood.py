@@ -153,3 +153,21 @@ def test_evidence_matches_analytic():
 
     truth = x.size * np.log(3) + lnbeta(counts + alpha) - lnbeta(alpha)
     assert abs(res.logz[-1] - truth) < 3 * res.logzerr[-1] + 0.05, (res.logz[-1], truth)
+
+
+def test_loader_names_an_unwritten_chunk(tmp_path):
+    """A marginals chunk left NaN (a chunk job that never ran) is named on loading."""
+    from gammadm.config import load_config
+    from gammadm.inference.data import load_observation
+    from gammadm.store import IncompleteStoreError, write_region
+
+    from .conftest import ROOT
+
+    cfg = load_config(ROOT / "config" / "ci.yaml")
+    obs = toy.write_toy_stores(tmp_path, cfg, n_events=30, n_chunks=3)
+    a = load_observation(obs / "norm.zarr", obs / "marginals.zarr", slice(10, 30))
+    assert a.n == 20 and a.bkg_names == ["CCR", "HGPS", "diffuse"]
+    assert a.meta["n_events"] == 30 and a.dm_band.shape == (20, 40)
+    write_region(obs / "marginals.zarr", "bkg/HGPS", (slice(20, 30),), np.full(10, np.nan))
+    with pytest.raises(IncompleteStoreError, match="'bkg/HGPS' is incomplete: chunk 2"):
+        load_observation(obs / "norm.zarr", obs / "marginals.zarr")

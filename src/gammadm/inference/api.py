@@ -10,7 +10,9 @@ From a campaign's results::
     loglike, prior_transform, ndim, names = model.as_tuple()
 
     import dynesty
-    res = dynesty.NestedSampler(loglike, prior_transform, ndim, nlive=500).run_nested()
+    sampler = dynesty.NestedSampler(loglike, prior_transform, ndim, nlive=500)
+    sampler.run_nested()
+    print(dict(zip(names, sampler.results.samples[-1])))
 
 or from plain arrays (toys, other pipelines)::
 
@@ -52,8 +54,7 @@ class Model:
 
     loglike: object
     prior: PriorSet
-    derived: dict  # derived name -> (group index) for Dirichlet remainders
-    tree: MixtureTree | None
+    tree: MixtureTree | None  # fractions mode: its groups' last values are derived
 
     @property
     def names(self) -> list[str]:
@@ -128,8 +129,7 @@ def model_from_arrays(observations: list[ObservationArrays], cfg: dict, spectral
         like = RatesLikelihood(observations, spectral, signal)
         n_scales = sum(len(a.bkg_names) for a in observations)
     prior = build_priors(cfg, like.names, tree, n_scales)
-    derived = {} if tree is None else {g.names[-1]: i for i, g in enumerate(tree.groups)}
-    return Model(like, prior, derived, tree)
+    return Model(like, prior, tree)
 
 
 def store_paths(cfg: dict, results: str | Path = "results",
@@ -161,6 +161,8 @@ class StoreModelSpec:
 @functools.lru_cache(maxsize=4)
 def _build(spec: StoreModelSpec) -> Model:
     """Read the stores once per process and spec (workers unpickle specs per task)."""
+    import zarr
+
     from ..models.dark_matter import DarkMatterModel
     from ..store import chunk_range
 
@@ -169,8 +171,6 @@ def _build(spec: StoreModelSpec) -> Model:
     arrays, spectral = [], []
     dm = DarkMatterModel.from_config(cfg) if spec.signal else None
     for name, norm, marg in spec.stores:
-        import zarr
-
         n = int(zarr.open_group(marg, mode="r").attrs["n_events"])
         a = load_observation(norm, marg, chunk_range(n, rank, size), name=name)
         arrays.append(a)
@@ -205,4 +205,4 @@ def model_from_results(cfg: dict, results: str | Path = "results", obs: str | No
     spec = StoreModelSpec(json.dumps(cfg, sort_keys=True), tuple(store_paths(cfg, results, obs)),
                           signal, tuple(shard))
     built = _build(spec)
-    return Model(StoreLikelihood(spec), built.prior, built.derived, built.tree)
+    return Model(StoreLikelihood(spec), built.prior, built.tree)

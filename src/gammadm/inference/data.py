@@ -76,17 +76,17 @@ def _background_mu(norm: dict, name: str, model: str) -> float:
     return float(np.sum(norm[f"{name}/mu"]))
 
 
-def _banded_dm(root, sl: slice) -> tuple[np.ndarray, np.ndarray]:
+def _banded_dm(root, sl: slice, path) -> tuple[np.ndarray, np.ndarray]:
     """(first, band) of the dark-matter kernel for events ``sl``: the stored banded form
     (``dm/first``, ``dm/band``) if present, else the dense ``dm/g`` with first = 0."""
     if "first" in root["dm"]:
         return (np.asarray(root["dm/first"][sl], np.int64),
-                np.ascontiguousarray(_checked(root, "dm/band", sl)))
-    g = np.ascontiguousarray(_checked(root, "dm/g", sl))
+                np.ascontiguousarray(_checked(root, "dm/band", sl, path)))
+    g = np.ascontiguousarray(_checked(root, "dm/g", sl, path))
     return np.zeros(g.shape[0], np.int64), g
 
 
-def _checked(root, name: str, sl: slice) -> np.ndarray:
+def _checked(root, name: str, sl: slice, path) -> np.ndarray:
     """Rows ``sl`` of a per-event array; names the first unwritten chunk if NaN is left."""
     arr = root[name]
     data = np.asarray(arr[sl], float)
@@ -95,7 +95,7 @@ def _checked(root, name: str, sl: slice) -> np.ndarray:
         row = (sl.start or 0) + int(np.flatnonzero(bad)[0])
         c = arr.chunks[0]
         raise IncompleteStoreError(
-            f"{root.store_path if hasattr(root, 'store_path') else root}: array '{name}' is "
+            f"{path}: array '{name}' is "
             f"incomplete: chunk {row // c} was never written; re-run chunk job "
             f"{row // c}/{root.attrs.get('n_chunks')}")
     return data
@@ -119,9 +119,9 @@ def load_observation(norm_path: str | Path, marginals_path: str | Path,
     sl = events or slice(0, int(attrs["n_events"]))
     backgrounds = attrs["backgrounds"]
     names = list(backgrounds)
-    first, band = _banded_dm(root, sl)
-    bkg = np.stack([_checked(root, f"bkg/{k}", sl) for k in names], axis=1) if names \
-        else np.zeros((first.size, 0))
+    first, band = _banded_dm(root, sl, marginals_path)
+    cols = [_checked(root, f"bkg/{k}", sl, marginals_path) for k in names]
+    bkg = np.stack(cols, axis=1) if cols else np.zeros((first.size, 0))
     edges = np.asarray(norm["axes/sub_edges"], float)
     meta = {"n_events": int(attrs["n_events"]), "livetime_s": float(attrs["livetime_s"]),
             "n_cut": int(attrs.get("n_cut_roi", 0)) + int(attrs.get("n_cut_gti", 0)),
@@ -129,7 +129,7 @@ def load_observation(norm_path: str | Path, marginals_path: str | Path,
             "marginals": str(marginals_path)}
     return ObservationArrays(
         name=name or str(attrs.get("observation", "obs")), dm_first=first, dm_band=band,
-        line_g=np.ascontiguousarray(_checked(root, "dm/line_g", sl)),
+        line_g=np.ascontiguousarray(_checked(root, "dm/line_g", sl, marginals_path)),
         line_energies=np.asarray(norm["axes/line_energies"], float),
         bkg=np.ascontiguousarray(bkg), bkg_names=names,
         mu_bkg=np.array([_background_mu(norm, k, m) for k, m in backgrounds.items()]),

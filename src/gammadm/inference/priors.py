@@ -112,7 +112,7 @@ class PriorSet:
     """An ordered set of named priors: the unit-cube transform of a whole vector.
 
     ``entries``: (names, prior) pairs; a prior with ndim d takes d coordinates and
-    its d names. ``derived``: for a `Dirichlet`, the name of its last value.
+    its d names (a `Dirichlet`'s last value is derived, not sampled).
     """
 
     def __init__(self, entries: list[tuple[list[str], object]]):

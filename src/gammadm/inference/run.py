@@ -56,13 +56,15 @@ def _check_binned(cfg: dict, n_total: int) -> None:
 
 
 def _truths(cfg: dict, model, mode: str) -> dict:
+    """Simulation truths: the mass; the nominal tree values when the simulation used the
+    tree (fixed mode); <sigma v> and the scales when it used the physical rates."""
     sim = cfg["simulation"]
     if any(o["events"]["source"] != "simulate" for o in cfg["observations"]):
         return {}
     out = {"mass_TeV": sim["mass_TeV"]}
-    if mode == "fractions":
+    if mode == "fractions" and sim["mode"] == "fixed":
         out.update(model.tree.nominal())
-    else:
+    elif mode == "rates" and sim["mode"] == "poisson":
         out["sigmav_cm3_s"] = sim["sigmav_cm3_s"]
         out.update({n: sim["background_scale"] for n in model.names if n.startswith("scale_")})
     return out
