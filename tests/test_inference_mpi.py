@@ -124,3 +124,41 @@ def test_missing_stores_and_evidence_are_one_line_errors(campaign, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     r = _sample(cfg, base, tmp_path / "o", "--bkg-evidence", str(tmp_path / "none.json"))
     assert r.returncode == 2 and "--bkg-evidence" in r.stderr
+
+
+@pytest.mark.slow
+def test_data_mode_sigterm_and_resume(tmp_path):
+    """mpiexec forwards SIGTERM to both ranks: the worker ignores it, rank 0 finishes the
+    iteration, saves and exits with EXIT_CHECKPOINTED; the same command resumes."""
+    import signal
+    import time
+
+    from gammadm.inference.sampler import EXIT_CHECKPOINTED
+
+    raw = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    raw["campaign"] = "toy"
+    raw["priors"] = {"mass_TeV": {"type": "log_uniform", "low": 0.8, "high": 1.25}}
+    raw["sampler"] = {"nlive": 60, "dlogz": 1.0, "seed": 5, "queue_size": 2, "tasks": 2,
+                      "parallel": "data"}
+    cfg = tmp_path / "dp.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    toy.write_toy_stores(tmp_path / "results", load_config(raw), n_events=30000, n_chunks=2)
+    out = tmp_path / "post"
+    cmd = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "gammadm.cli", "sample", "--config",
+           str(cfg), "--results", str(tmp_path / "results"), "--out", str(out)]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
+    stamp = out / ".ckpt" / "signal.json"
+    t0 = time.monotonic()
+    while not stamp.exists():
+        assert p.poll() is None and time.monotonic() - t0 < 120, p.stderr.read()
+        time.sleep(0.1)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=120) == EXIT_CHECKPOINTED, p.stderr.read()
+    assert "stopped by SIGTERM" in p.stderr.read()
+    assert (out / ".ckpt" / "signal.pkl").stat().st_size < 1e6  # paths, not 30000 events
+    assert not (out / "summary.json").exists()
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["sampler"]["parallel"] == "data" and s["n_events"] == 30000
