@@ -111,3 +111,22 @@ def write_toy_stores(base, cfg: dict, n_events: int = 301, n_chunks: int = 3, se
     for k, v in values.items():
         write_region(obs / "marginals.zarr", k, (slice(None),), v)
     return obs
+
+
+def terminate_when_sampling(proc, out, delay: float) -> tuple[int, str]:
+    """Wait until the run in ``proc`` writes its checkpoint stamp under ``out`` (sampling
+    has started), let it run ``delay`` seconds, send SIGTERM (to its pid) and return
+    (exit status, stderr)."""
+    import signal
+    import time
+
+    stamp = out / ".ckpt" / "signal.json"
+    t0 = time.monotonic()
+    while not stamp.exists():
+        if proc.poll() is not None or time.monotonic() - t0 > 120:
+            raise AssertionError(f"the run did not start sampling: {proc.stderr.read()}")
+        time.sleep(0.1)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+    return rc, proc.stderr.read()

@@ -130,9 +130,6 @@ def test_missing_stores_and_evidence_are_one_line_errors(campaign, tmp_path):
 def test_data_mode_sigterm_and_resume(tmp_path):
     """mpiexec forwards SIGTERM to both ranks: the worker ignores it, rank 0 finishes the
     iteration, saves and exits with EXIT_CHECKPOINTED; the same command resumes."""
-    import signal
-    import time
-
     from gammadm.inference.sampler import EXIT_CHECKPOINTED
 
     raw = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
@@ -147,15 +144,8 @@ def test_data_mode_sigterm_and_resume(tmp_path):
     cmd = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "gammadm.cli", "sample", "--config",
            str(cfg), "--results", str(tmp_path / "results"), "--out", str(out)]
     p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
-    stamp = out / ".ckpt" / "signal.json"
-    t0 = time.monotonic()
-    while not stamp.exists():
-        assert p.poll() is None and time.monotonic() - t0 < 120, p.stderr.read()
-        time.sleep(0.1)
-    time.sleep(2.0)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=120) == EXIT_CHECKPOINTED, p.stderr.read()
-    assert "stopped by SIGTERM" in p.stderr.read()
+    rc, err = toy.terminate_when_sampling(p, out, 2.0)
+    assert rc == EXIT_CHECKPOINTED and "stopped by SIGTERM" in err, err
     assert (out / ".ckpt" / "signal.pkl").stat().st_size < 1e6  # paths, not 30000 events
     assert not (out / "summary.json").exists()
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)

@@ -3,10 +3,8 @@ the resumed run's posterior equals an uninterrupted one within errors; the repor
 call count is the number of likelihood calls."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,15 +24,8 @@ def _run(out, delay):
 
 def test_sigterm_checkpoint_and_resume(tmp_path):
     stopped, whole = tmp_path / "stopped", tmp_path / "whole"
-    p = _run(stopped, 0.002)
-    stamp = stopped / ".ckpt" / "signal.json"  # written when sampling starts
-    t0 = time.monotonic()
-    while not stamp.exists():
-        assert p.poll() is None and time.monotonic() - t0 < 120, p.stderr.read()
-        time.sleep(0.1)
-    time.sleep(1.5)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=120) == EXIT_CHECKPOINTED, p.stderr.read()
+    rc, err = toy.terminate_when_sampling(_run(stopped, 0.002), stopped, 1.5)
+    assert rc == EXIT_CHECKPOINTED, err
     assert (stopped / ".ckpt" / "signal.pkl").exists()
     assert not (stopped / "result.npz").exists()
     ref = _run(whole, 0.0)
