@@ -310,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action in smp._actions:
         if action.dest == "out":
             action.help = "output directory (default results/{campaign}/posterior[/{obs}])"
+        if action.dest == "obs":
+            action.help = "sample this observation alone (default: all of them jointly)"
     smp.add_argument("--background-only", action="store_true",
                      help="sample the background-only model; writes DIR/evidence.json")
     smp.add_argument("--bkg-evidence", help="evidence.json of the background-only run "
