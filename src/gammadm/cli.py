@@ -372,6 +372,31 @@ def cmd_install_profile(args) -> int:
     return 0
 
 
+def cmd_sample(args) -> int:
+    """Nested sampling of a campaign (serial, or MPI with sampler.tasks ranks)."""
+    from .inference.parallel import ParallelError
+    from .inference.run import run_sample
+    from .inference.sampler import EXIT_CHECKPOINTED, CheckpointMismatch, Checkpointed
+
+    cfg = _load(args)
+    sub = f"/{args.obs}" if args.obs else ""
+    out = Path(args.out or f"results/{cfg['campaign']}/posterior{sub}")
+    if args.bkg_evidence and not Path(args.bkg_evidence).exists():
+        print(f"gammadm sample: error: --bkg-evidence {args.bkg_evidence} does not exist "
+              "(run 'gammadm sample --background-only' first)", file=sys.stderr)
+        return 2
+    try:
+        return run_sample(cfg, out, Path(args.results), args.obs, args.background_only,
+                          Path(args.bkg_evidence) if args.bkg_evidence else None)
+    except (ParallelError, CheckpointMismatch) as exc:
+        print(f"gammadm sample: error: {exc}", file=sys.stderr)
+        return 2
+    except Checkpointed as exc:
+        print(f"gammadm sample: stopped by SIGTERM; checkpoint saved to {exc}; run the same "
+              f"command again to resume (exit {EXIT_CHECKPOINTED})", file=sys.stderr)
+        return EXIT_CHECKPOINTED
+
+
 def _stage_parser(sub, name: str, help_text: str, output: str, func):
     """A per-observation stage: --config, --obs and --out (default under results/)."""
     p = sub.add_parser(name, help=help_text)
@@ -432,6 +457,19 @@ def build_parser() -> argparse.ArgumentParser:
                   "events.fits", cmd_simulate)
     _stage_parser(sub, "events", "an observation's events: simulated or ingested from DL3",
                   "events.fits", cmd_events)
+    smp = _stage_parser(sub, "sample", "nested sampling -> summary.json, samples.npz, corner.png",
+                        "posterior", cmd_sample)
+    for action in smp._actions:
+        if action.dest == "out":
+            action.help = "output directory (default results/{campaign}/posterior[/{obs}])"
+        if action.dest == "obs":
+            action.help = "sample this observation alone (default: all of them jointly)"
+    smp.add_argument("--background-only", action="store_true",
+                     help="sample the background-only model; writes DIR/evidence.json")
+    smp.add_argument("--bkg-evidence", help="evidence.json of the background-only run "
+                     "(for the Bayes factor)")
+    smp.add_argument("--results", default="results",
+                     help="results root holding {campaign}/{obs}/{norm,marginals}.zarr")
     _stage_parser(sub, "plot-models", "figures of spectra, J, backgrounds (PNG)", "figures",
                   cmd_plot_models)
     w = sub.add_parser("warm-numba", help="compile the numba kernels into their cache once")

@@ -1,0 +1,176 @@
+"""`gammadm sample`: serial or MPI nested sampling of a campaign, and its outputs.
+
+Signal run: ``DIR/summary.json``, ``DIR/samples.npz``, ``DIR/corner.png``.
+Background-only run (``background_only``): ``DIR/evidence.json`` (its evidence, call
+count and priors), read by the signal run through ``bkg_evidence`` for the Bayes factor.
+Checkpoints: ``DIR/.ckpt/{signal,bkg_only}.pkl``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ConfigError
+from .api import StoreModelSpec, _build, model_from_results, store_paths
+from .sampler import SamplerSettings, checkpoint_path, run_dynesty
+from .summary import (posterior_table, realised_fractions, weighted_samples, write_corner,
+                      write_samples, write_summary)
+
+__all__ = ["run_sample", "BINNED_ABOVE"]
+
+#: likelihood.binned / sampler.parallel "auto" switch above this many events.
+BINNED_ABOVE = 1_000_000
+
+
+def _n_events(stores) -> list[int]:
+    import zarr
+
+    out = []
+    for _, _, marg in stores:
+        if not Path(marg).exists():
+            raise ConfigError("observations", f"{marg} does not exist; run 'gammadm "
+                              "marginalise' for this observation first")
+        out.append(int(zarr.open_group(marg, mode="r").attrs["n_events"]))
+    return out
+
+
+def _parallel_mode(cfg: dict, n_total: int) -> str:
+    s = cfg["sampler"]
+    if s["tasks"] == 1:
+        return "serial"
+    if s["parallel"] == "auto":
+        return "data" if n_total > BINNED_ABOVE else "proposal"
+    return s["parallel"]
+
+
+def _check_binned(cfg: dict, n_total: int) -> None:
+    b = cfg["likelihood"]["binned"]
+    if b is True or (b == "auto" and n_total > BINNED_ABOVE):
+        raise ConfigError("likelihood.binned", f"binned stores (nu per recon bin) are not "
+                          f"produced yet ({n_total} events); set likelihood.binned: false "
+                          "(the binned likelihood is available through the library API)")
+
+
+def _truths(cfg: dict, model, mode: str) -> dict:
+    """Simulation truths: the mass; the nominal tree values when the simulation used the
+    tree (fixed mode); <sigma v> and the scales when it used the physical rates."""
+    sim = cfg["simulation"]
+    if any(o["events"]["source"] != "simulate" for o in cfg["observations"]):
+        return {}
+    out = {"mass_TeV": sim["mass_TeV"]}
+    if mode == "fractions" and sim["mode"] == "fixed":
+        out.update(model.tree.nominal())
+    elif mode == "rates" and sim["mode"] == "poisson":
+        out["sigmav_cm3_s"] = sim["sigmav_cm3_s"]
+        out.update({n: sim["background_scale"] for n in model.names if n.startswith("scale_")})
+    return out
+
+
+def _realised(cfg: dict, results: Path, stores, mode: str) -> dict:
+    """Realised fractions from the MC truth of the simulated event list, if present."""
+    if mode != "fractions":
+        return {}
+    from ..events import read_events
+
+    name = stores[0][0]
+    path = results / cfg["campaign"] / name / "events.fits"
+    if not path.exists():
+        return {}
+    ev = read_events(path)
+    if ev.mc is None:
+        return {}
+    counts = np.bincount(ev.mc["component"], minlength=len(ev.mc_components))
+    return realised_fractions(cfg["mixture"], dict(zip(ev.mc_components, counts.tolist())))
+
+
+def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
+               background_only: bool = False, bkg_evidence: Path | None = None) -> int:
+    """Run `gammadm sample`; returns the exit status (0, or raises)."""
+    from .parallel import (DataParallelLikelihood, check_world, ignore_sigterm, serve_data)
+
+    t0 = time.monotonic()
+    stores = store_paths(cfg, results, obs)
+    counts = _n_events(stores)
+    n_total = sum(counts)
+    _check_binned(cfg, n_total)
+    tasks = cfg["sampler"]["tasks"]
+    comm = check_world(tasks)
+    rank = comm.Get_rank() if comm is not None else 0
+    mode = _parallel_mode(cfg, n_total)
+    settings = SamplerSettings.from_config(cfg["sampler"], mode, tasks)
+    signal = not background_only
+    spec = StoreModelSpec(json.dumps(cfg, sort_keys=True), tuple(stores), signal,
+                          (rank, tasks) if mode == "data" else (0, 1))
+    if rank != 0:
+        ignore_sigterm()
+    if mode == "data" and rank != 0:
+        serve_data(_build(spec).loglike)
+        return 0
+    model = model_from_results(cfg, results, obs, signal, spec.shard)
+    t_load = time.monotonic() - t0
+    label = "signal" if signal else "bkg_only"
+    ckpt = checkpoint_path(out, label)
+    extra = spec.config_json + repr(spec.stores)
+    if mode == "proposal":
+        from mpi4py import MPI
+        from mpi4py.futures import MPICommExecutor
+
+        with MPICommExecutor(MPI.COMM_WORLD, root=0) as pool:
+            if pool is None:  # a worker: served proposals until rank 0 left the block
+                return 0
+            res, n_calls = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings,
+                              ckpt, pool=pool, fingerprint_extra=extra)
+    elif mode == "data":
+        like = DataParallelLikelihood.from_spec(spec)
+        try:
+            res, n_calls = run_dynesty(like, model.prior, model.ndim, model.names, settings, ckpt,
+                              fingerprint_extra=extra)
+        finally:
+            like.release_workers()
+    else:
+        res, n_calls = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings, ckpt,
+                          fingerprint_extra=extra)
+    t_sample = time.monotonic() - t0 - t_load
+    out.mkdir(parents=True, exist_ok=True)
+    log_z, log_z_err = float(res.logz[-1]), float(res.logzerr[-1])
+    if background_only:
+        (out / "evidence.json").write_text(json.dumps({
+            "model": "background_only", "log_evidence": log_z, "log_evidence_err": log_z_err,
+            "n_likelihood_calls": n_calls, "priors": model.prior.describe(),
+            "sampler": settings.as_dict()}, indent=1) + "\n")
+        print(f"wrote {out / 'evidence.json'}: ln Z_bkg = {log_z:.3f} +- {log_z_err:.3f} "
+              f"({n_calls} likelihood calls)")
+        return 0
+    built = _build(spec)
+    x, w, names, flags = weighted_samples(res, built)
+    truths = _truths(cfg, built, cfg["likelihood"]["mode"])
+    realised = _realised(cfg, results, stores, cfg["likelihood"]["mode"])
+    bkg = json.loads(Path(bkg_evidence).read_text()) if bkg_evidence else None
+    summary = {
+        "schema_version": 1, "campaign": cfg["campaign"], "mode": cfg["likelihood"]["mode"],
+        "binned": False,
+        "observations": [{"name": a.name, "n_events": a.meta["n_events"],
+                          "n_cut": a.meta["n_cut"], "livetime_s": a.meta["livetime_s"]}
+                         for a in (t.a for t in built.loglike.terms)],
+        "n_events": n_total,
+        "parameters": posterior_table(x, w, names, flags, truths, realised),
+        "priors": model.prior.describe(),
+        "log_evidence": log_z, "log_evidence_err": log_z_err,
+        "log_evidence_bkg_only": bkg["log_evidence"] if bkg else None,
+        "log_bayes_factor": (log_z - bkg["log_evidence"]) if bkg else None,
+        "upper_limits": None, "n_likelihood_calls": n_calls,
+        "sampler": settings.as_dict(),
+        "wall_seconds": {},
+    }
+    write_samples(out / "samples.npz", res, x, w, names)
+    write_corner(out / "corner.png", x, w, names, truths)
+    summary["wall_seconds"] = {"load": round(t_load, 3), "sample": round(t_sample, 3),
+                               "write": round(time.monotonic() - t0 - t_load - t_sample, 3)}
+    write_summary(out / "summary.json", summary)
+    print(f"wrote {out / 'summary.json'}: ln Z = {log_z:.3f} +- {log_z_err:.3f}, "
+          f"{n_calls} likelihood calls, {t_sample:.1f} s sampling")
+    return 0

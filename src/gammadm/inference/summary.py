@@ -1,0 +1,116 @@
+"""Results of a sampling run: weighted samples, summary.json (validated), corner.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+
+from ..config import load_schema
+
+__all__ = ["QUANTILES", "posterior_table", "weighted_samples", "write_summary",
+           "write_samples", "write_corner", "realised_fractions"]
+
+#: Reported quantiles (percent) of every parameter.
+QUANTILES = (0.5, 2.5, 16, 50, 84, 97.5, 99.5)
+
+
+def weighted_samples(results, model) -> tuple[np.ndarray, np.ndarray, list[str], list[bool]]:
+    """(samples [n, p], normalised weights [n], names, derived flags): the sampled
+    parameters plus every Dirichlet group's last value (derived)."""
+    x = np.asarray(results.samples, float)
+    lw = np.asarray(results.logwt, float)
+    w = np.exp(lw - lw.max())
+    w /= w.sum()
+    names = list(model.names)
+    flags = [False] * len(names)
+    if model.tree is not None:
+        off = 1 if "mass_TeV" in names else 0
+        cols, i = [], off
+        for g in model.tree.groups:
+            k = len(g.names) - 1
+            cols.append(np.clip(1.0 - x[:, i:i + k].sum(axis=1), 0.0, None))
+            names.append(g.names[-1])
+            flags.append(True)
+            i += k
+        if cols:
+            x = np.column_stack([x] + cols)
+    return x, w, names, flags
+
+
+def _quantile(v: np.ndarray, w: np.ndarray, q: float) -> float:
+    order = np.argsort(v, kind="stable")
+    cdf = np.cumsum(w[order])
+    cdf /= cdf[-1]
+    return float(np.interp(q, cdf, v[order]))
+
+
+def posterior_table(x, w, names, flags, truths: dict, realised: dict) -> dict:
+    """The summary's ``parameters`` block."""
+    out = {}
+    for j, (name, der) in enumerate(zip(names, flags)):
+        entry = {f"p{q:g}": _quantile(x[:, j], w, q / 100) for q in QUANTILES}
+        entry["mean"] = float(np.sum(w * x[:, j]))
+        entry["truth"] = truths.get(name)
+        entry["realised"] = realised.get(name)
+        entry["derived"] = der
+        out[name] = entry
+    return out
+
+
+def realised_fractions(tree, counts: dict) -> dict:
+    """Realised ROI fraction of every tree node within its siblings, from MC counts per
+    leaf (the truth's realisation beside the nominal tree values)."""
+    def total(node):
+        if node.get("children"):
+            return sum(total(c) for c in node["children"])
+        return counts.get(node["name"], 0)
+
+    out = {}
+
+    def walk(nodes):
+        tot = sum(total(n) for n in nodes)
+        for n in nodes:
+            if len(nodes) > 1 and tot > 0:
+                out[n["name"]] = total(n) / tot
+            if n.get("children"):
+                walk(n["children"])
+    walk(tree)
+    return out
+
+
+def write_summary(path: str | Path, summary: dict) -> None:
+    """Validate against the package's summary schema, then write."""
+    jsonschema.validate(summary, load_schema("summary"))
+    Path(path).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def write_samples(path: str | Path, results, x, w, names) -> None:
+    """samples.npz: samples [n, p], weights [n] (normalised), log_weights, logl, names."""
+    np.savez(path, samples=x, weights=w, log_weights=np.asarray(results.logwt),
+             logl=np.asarray(results.logl), names=np.array(names))
+
+
+def write_corner(path: str | Path, x, w, names, truths: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import corner
+    import matplotlib.pyplot as plt
+
+    keep = [j for j in range(x.shape[1]) if np.ptp(x[:, j]) > 0]
+    data = x[:, keep].copy()
+    labels = [names[j] for j in keep]
+    for j, name in enumerate(labels):  # wide positive ranges read better in log10
+        if name in ("mass_TeV", "sigmav_cm3_s"):
+            data[:, j] = np.log10(data[:, j])
+            labels[j] = f"log10 {name}"
+    tv = [truths.get(names[j]) for j in keep]
+    tv = [None if v is None else (np.log10(v) if labels[k].startswith("log10") else v)
+          for k, v in enumerate(tv)]
+    fig = corner.corner(data, weights=w, labels=labels, truths=tv,
+                        quantiles=[0.16, 0.5, 0.84], show_titles=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
