@@ -15,6 +15,7 @@ include: "workflow/rules/tabulate.smk"
 include: "workflow/rules/normalise.smk"
 include: "workflow/rules/events.smk"
 include: "workflow/rules/marginalise.smk"
+include: "workflow/rules/bin.smk"
 include: "workflow/rules/sample.smk"
 
 

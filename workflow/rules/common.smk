@@ -112,6 +112,9 @@ def observation_products(obs: str) -> list[str]:
         [f"{R}/{obs}/tables.zarr"]
         + [f"{done}/norm.{i}" for i in range(N_NORM)]
         + [f"{done}/marginals.{i}" for i in range(N_MARG)]
+        # binned.zarr when the likelihood is binned for sure (auto decides at run time
+        # from the event count; `gammadm sample` then names the missing store)
+        + ([f"{done}/binned"] if config["likelihood"]["binned"] is True else [])
     )
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ConfigError
-from .data import ObservationArrays, load_observation
+from .data import ObservationArrays, load_binned_observation, load_observation
 from .likelihood import FractionsLikelihood, RatesLikelihood
 from .priors import Dirichlet, PriorSet, prior_from_config
 from .spectral import DMTerms, SpectralTable
@@ -152,6 +152,7 @@ class StoreModelSpec:
     stores: tuple  # ((obs, norm, marginals), ...)
     signal: bool = True
     shard: tuple = (0, 1)  # (rank, size): this process holds event shard rank of size
+    binned: bool = False  # Poisson bins of binned.zarr (beside norm.zarr) instead of events
 
     @property
     def config(self) -> dict:
@@ -171,12 +172,29 @@ def _build(spec: StoreModelSpec) -> Model:
     arrays, spectral = [], []
     dm = DarkMatterModel.from_config(cfg) if spec.signal else None
     for name, norm, marg in spec.stores:
-        n = int(zarr.open_group(marg, mode="r").attrs["n_events"])
-        a = load_observation(norm, marg, chunk_range(n, rank, size), name=name)
+        if spec.binned:
+            a = _bin_shard(load_binned_observation(norm, Path(norm).parent / "binned.zarr",
+                                                   name), chunk_range, rank, size)
+        else:
+            n = int(zarr.open_group(marg, mode="r").attrs["n_events"])
+            a = load_observation(norm, marg, chunk_range(n, rank, size), name=name)
         arrays.append(a)
         spectral.append(SpectralTable(dm, a.sub_edges, a.line_energies, _mass_range(cfg, dm))
                         if dm is not None else None)
     return model_from_arrays(arrays, cfg, spectral, spec.signal)
+
+
+def _bin_shard(a: ObservationArrays, chunk_range, rank: int, size: int) -> ObservationArrays:
+    """Bins of shard ``rank`` of ``size`` (the expected totals stay those of all bins)."""
+    if size == 1:
+        return a
+    import dataclasses
+
+    sl = chunk_range(a.n, rank, size)
+    return dataclasses.replace(
+        a, dm_first=a.dm_first[sl], dm_band=np.ascontiguousarray(a.dm_band[sl]),
+        line_g=np.ascontiguousarray(a.line_g[sl]), line_first=a.line_first[sl],
+        bkg=np.ascontiguousarray(a.bkg[sl]), weight=a.weight[sl])
 
 
 class StoreLikelihood:
@@ -200,9 +218,11 @@ class StoreLikelihood:
 
 
 def model_from_results(cfg: dict, results: str | Path = "results", obs: str | None = None,
-                       signal: bool = True, shard: tuple = (0, 1)) -> Model:
-    """A `Model` from a campaign's stores: results/{campaign}/{obs}/{norm,marginals}.zarr."""
+                       signal: bool = True, shard: tuple = (0, 1),
+                       binned: bool = False) -> Model:
+    """A `Model` from a campaign's stores: results/{campaign}/{obs}/{norm,marginals}.zarr
+    (or, ``binned``, the Poisson bins of binned.zarr)."""
     spec = StoreModelSpec(json.dumps(cfg, sort_keys=True), tuple(store_paths(cfg, results, obs)),
-                          signal, tuple(shard))
+                          signal, tuple(shard), binned)
     built = _build(spec)
     return Model(StoreLikelihood(spec), built.prior, built.tree)

@@ -47,12 +47,18 @@ def _parallel_mode(cfg: dict, n_total: int) -> str:
     return s["parallel"]
 
 
-def _check_binned(cfg: dict, n_total: int) -> None:
-    b = cfg["likelihood"]["binned"]
-    if b is True or (b == "auto" and n_total > BINNED_ABOVE):
-        raise ConfigError("likelihood.binned", f"binned stores (nu per recon bin) are not "
-                          f"produced yet ({n_total} events); set likelihood.binned: false "
-                          "(the binned likelihood is available through the library API)")
+def _use_binned(cfg: dict, stores, n_total: int) -> bool:
+    """likelihood.binned (auto: above 1e6 events); binned needs each binned.zarr."""
+    from ..binned import use_binned
+
+    if not use_binned(cfg["likelihood"]["binned"], n_total):
+        return False
+    for _, norm, _ in stores:
+        path = Path(norm).parent / "binned.zarr"
+        if not path.exists():
+            raise ConfigError("likelihood.binned", f"binned likelihood ({n_total} events) "
+                              f"needs {path}; run 'gammadm bin' for this observation")
+    return True
 
 
 def _truths(cfg: dict, model, mode: str) -> dict:
@@ -96,7 +102,7 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     stores = store_paths(cfg, results, obs)
     counts = _n_events(stores)
     n_total = sum(counts)
-    _check_binned(cfg, n_total)
+    binned = _use_binned(cfg, stores, n_total)
     tasks = cfg["sampler"]["tasks"]
     comm = check_world(tasks)
     rank = comm.Get_rank() if comm is not None else 0
@@ -104,13 +110,13 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     settings = SamplerSettings.from_config(cfg["sampler"], mode, tasks)
     signal = not background_only
     spec = StoreModelSpec(json.dumps(cfg, sort_keys=True), tuple(stores), signal,
-                          (rank, tasks) if mode == "data" else (0, 1))
+                          (rank, tasks) if mode == "data" else (0, 1), binned)
     if rank != 0:
         ignore_sigterm()
     if mode == "data" and rank != 0:
         serve_data(_build(spec).loglike)
         return 0
-    model = model_from_results(cfg, results, obs, signal, spec.shard)
+    model = model_from_results(cfg, results, obs, signal, spec.shard, binned)
     t_load = time.monotonic() - t0
     label = "signal" if signal else "bkg_only"
     ckpt = checkpoint_path(out, label)
@@ -152,7 +158,7 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     bkg = json.loads(Path(bkg_evidence).read_text()) if bkg_evidence else None
     summary = {
         "schema_version": 1, "campaign": cfg["campaign"], "mode": cfg["likelihood"]["mode"],
-        "binned": False,
+        "binned": binned,
         "observations": [{"name": a.name, "n_events": a.meta["n_events"],
                           "n_cut": a.meta["n_cut"], "livetime_s": a.meta["livetime_s"]}
                          for a in (t.a for t in built.loglike.terms)],
