@@ -79,25 +79,34 @@ def test_slurm_profile_runs_an_mpi_rule_through_srun_pmi2(tmp_path):
 
 @pytest.mark.slow
 def test_campaign_stores_on_slurm_equal_their_chunks_and_rerun_one_chunk(tmp_path, data_root):
-    """The CI campaign's stages up to the sampler through profiles/slurm (real sbatch,
-    squeue status checks, each chunk a SLURM job): every chunk filled (no NaN left), the
-    event count as simulated, and a deleted chunk sentinel re-runs that chunk alone.
+    """The CI campaign through profiles/slurm (real sbatch, squeue status checks, each
+    chunk a SLURM job): every chunk filled (no NaN left), the event count as simulated,
+    a deleted chunk sentinel re-runs that chunk alone, and the run to the end samples
+    under `srun --mpi=pmi2 -n 2` (sampler.tasks = 2) and writes a valid summary."""
+    import json
 
-    The sampling stage (`gammadm sample`) is not part of this run yet."""
     import numpy as np
+    import yaml
     import zarr
+
+    import jsonschema
+
+    from gammadm.config import load_schema
 
     campaign = tmp_path / "results" / "ci" / "gc"
     targets = ([f"results/ci/gc/.done/norm.{i}" for i in range(3)]
                + [f"results/ci/gc/.done/marginals.{i}" for i in range(3)]
                + ["results/ci/gc/tables.zarr"])
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "GAMMADM_DATA": str(data_root)}
+    cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    cfg["sampler"]["tasks"] = 2
+    (tmp_path / "ci2.yaml").write_text(yaml.safe_dump(cfg))
 
-    def snakemake(*args):
+    def snakemake(*args, targets=targets):
         return subprocess.run(
             ["timeout", "900", str(Path(sys.executable).parent / "snakemake"), *targets,
              "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-             "--configfile", str(ROOT / "config" / "ci.yaml"),
+             "--configfile", str(tmp_path / "ci2.yaml"),
              "--workflow-profile", "profiles/slurm",
              # test-only: poll often; the node has 2 CPUs, so one chunk per group job
              # and one numba thread per chunk job (two run side by side)
@@ -124,6 +133,17 @@ def test_campaign_stores_on_slurm_equal_their_chunks_and_rerun_one_chunk(tmp_pat
     again = snakemake("--dry-run")
     assert again.returncode == 0, again.stderr[-3000:]
     assert re.findall(r"--chunk (\d/\d)", again.stdout + again.stderr) == ["1/3"]
+
+    final = snakemake(targets=[])  # to the end: that chunk, then the sampling rules
+    out = final.stdout + final.stderr
+    assert final.returncode == 0, out[-4000:]
+    assert re.findall(r"--chunk (\d/\d)", out) == ["1/3"]
+    # background-only and signal runs, each one MPI world of 2 ranks under srun
+    assert len(re.findall(r"Shell command: .*srun --mpi=pmi2 -n 2 \S+ -m gammadm\.cli sample",
+                          out)) == 2
+    summary = json.loads((tmp_path / "results" / "ci" / "posterior" / "summary.json").read_text())
+    jsonschema.validate(summary, load_schema("summary"))
+    assert summary["sampler"]["ranks"] == 2 and summary["n_events"] == 200
 
 
 def _arrays(group, prefix=""):
