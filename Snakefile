@@ -16,6 +16,7 @@ include: "workflow/rules/normalise.smk"
 include: "workflow/rules/events.smk"
 include: "workflow/rules/marginalise.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:
