@@ -267,10 +267,13 @@ def write_report(cfg: dict, results: str | Path, out: str | Path) -> list[Path]:
         ctx = NormContext(cfg, name)
         od = out / name
         written += plot_models(ctx.models, od)
-        path = base / name / "events.fits"
+        path, norm = base / name / "events.fits", base / name / "norm.zarr"
+        for need in (path, norm):
+            if not need.exists():
+                raise ReportError(f"{need} does not exist; run the campaign's stages first")
         events = read_events(path, ctx.obs.roi, cfg["roi"]["strict"], ctx.obs.pointing)
         model = _binned_model(ctx, events)
-        comps = fitted_expectations(cfg, ctx, model, load(base / name / "norm.zarr"),
+        comps = fitted_expectations(cfg, ctx, model, load(norm),
                                     medians, events.n)
         written += [plot_count_maps(model, comps, name, od),
                     plot_spectrum(model, comps, name, od)]
