@@ -17,6 +17,7 @@ include: "workflow/rules/events.smk"
 include: "workflow/rules/marginalise.smk"
 include: "workflow/rules/bin.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:

@@ -397,6 +397,21 @@ def cmd_sample(args) -> int:
         return EXIT_CHECKPOINTED
 
 
+def cmd_report(args) -> int:
+    """Figures and a text table of a finished campaign -> results/{campaign}/report."""
+    from .report import ReportError, write_report
+
+    cfg = _load(args)
+    out = Path(args.out or f"{args.results}/{cfg['campaign']}/report")
+    try:
+        written = write_report(cfg, args.results, out)
+    except ReportError as exc:
+        print(f"gammadm report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} files into {out}")
+    return 0
+
+
 def _stage_parser(sub, name: str, help_text: str, output: str, func):
     """A per-observation stage: --config, --obs and --out (default under results/)."""
     p = sub.add_parser(name, help=help_text)
@@ -472,6 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="results root holding {campaign}/{obs}/{norm,marginals}.zarr")
     _stage_parser(sub, "plot-models", "figures of spectra, J, backgrounds (PNG)", "figures",
                   cmd_plot_models)
+    rp = sub.add_parser("report", help="corner plot, model figures, count maps and spectra "
+                        "with the fitted model, MC truth, summary.txt -> report/")
+    rp.add_argument("--config", default=DEFAULT_CONFIG)
+    rp.add_argument("--results", default="results",
+                    help="results root holding {campaign}/posterior and {campaign}/{obs}/")
+    rp.add_argument("--out", help="output directory (default {results}/{campaign}/report)")
+    rp.set_defaults(func=cmd_report)
     w = sub.add_parser("warm-numba", help="compile the numba kernels into their cache once")
     w.add_argument("--config", default=DEFAULT_CONFIG)
     w.add_argument("--sentinel", help="file to touch when done")

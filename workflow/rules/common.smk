@@ -19,6 +19,7 @@ except ImportError:  # a checkout whose package is not installed in this interpr
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
     from gammadm.config import ConfigError, validate_config
 from gammadm.kernels import numba_cache_dir
+from gammadm.report import report_files
 
 
 # The package's checks first: one line naming the field, plus the cross-field rules a
@@ -127,13 +128,32 @@ def posterior_dir(target: str) -> str:
     return f"{R}/posterior" if target == "joint" else f"{R}/{target}/posterior"
 
 
-def final_outputs() -> list[str]:
+def posterior_outputs() -> list[str]:
     targets = ["joint"] + (OBS if len(OBS) > 1 else [])
     return [
         f"{posterior_dir(t)}/{name}"
         for t in targets
         for name in ("summary.json", "samples.npz", "corner.png")
     ]
+
+
+REPORT = f"{R}/report"
+
+
+def report_outputs(wrap: bool = False) -> list:
+    """The report's files (`gammadm.report.report_files`); wrapped in Snakemake's
+    report() with their category for `snakemake --report`."""
+    out = []
+    for path, category, sub in report_files(config):
+        p = f"{REPORT}/{path}"
+        if wrap and category:
+            p = report(p, category=category, subcategory=sub)
+        out.append(p)
+    return out
+
+
+def final_outputs() -> list[str]:
+    return posterior_outputs() + report_outputs()
 
 
 def store_command(stage: str, store: str, step: str) -> str:
