@@ -3,7 +3,7 @@
 Warm means: data fetched (resources/data verified), numba cache warmed (its warm.ok
 present) and the package's bytecode compiled, i.e. after one earlier run. The workflow
 (Snakefile, workflow/, config/, profiles/, envs/) is copied into a temporary directory
-with an empty results/ and resources/data linked to this checkout's data; Snakemake runs
+with an empty results/, src/ and resources/data linked to this checkout's; Snakemake runs
 there exactly as a user starts it (plain `snakemake -c2`, profiles/default auto-loaded),
 with this checkout's src/ on PYTHONPATH. Prints the total wall time and each job's time
 (from Snakemake's log timestamps, 1 s resolution) beside GammaBayes 0.1.9's 580 s for the
@@ -84,6 +84,7 @@ def main() -> None:
     for name in WORKFLOW:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    (work / "src").symlink_to(ROOT / "src")  # the workflow's schema refers into it
     (work / "resources").mkdir()
     (work / "resources" / "data").symlink_to(data)
     cmd = [str(Path(sys.executable).parent / "snakemake"), "-c2"]
