@@ -32,4 +32,7 @@ localrules:
 rule all:
     input:
         final_outputs(),
+        # the chunk sentinels as well: Snakemake does not re-create a missing file whose
+        # consumers are up to date, and a deleted sentinel must re-run its chunk job
+        all_products(),
     default_target: True

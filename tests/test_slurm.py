@@ -6,7 +6,6 @@ mpi4py (PyPI MPICH) into one world of two ranks, and batch jobs run and finish.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -14,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from .workflow_helpers import ROOT, snakemake_argv, snakemake_env
+
 pytestmark = pytest.mark.slurm
 
-ROOT = Path(__file__).resolve().parents[1]
 HELLO = ("from mpi4py import MPI; c = MPI.COMM_WORLD; "
          "print(f'rank {c.Get_rank()} of {c.Get_size()}', flush=True)")
 
@@ -97,15 +97,13 @@ def test_campaign_stores_on_slurm_equal_their_chunks_and_rerun_one_chunk(tmp_pat
     targets = ([f"results/ci/gc/.done/norm.{i}" for i in range(3)]
                + [f"results/ci/gc/.done/marginals.{i}" for i in range(3)]
                + ["results/ci/gc/tables.zarr"])
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "GAMMADM_DATA": str(data_root)}
     cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
     cfg["sampler"]["tasks"] = 2
     (tmp_path / "ci2.yaml").write_text(yaml.safe_dump(cfg))
 
     def snakemake(*args, targets=targets):
         return subprocess.run(
-            ["timeout", "900", str(Path(sys.executable).parent / "snakemake"), *targets,
-             "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+            ["timeout", "900", *snakemake_argv(tmp_path, *targets),
              "--configfile", str(tmp_path / "ci2.yaml"),
              "--workflow-profile", "profiles/slurm",
              # test-only: poll often; the node has 2 CPUs, so one chunk per group job
@@ -114,7 +112,7 @@ def test_campaign_stores_on_slurm_equal_their_chunks_and_rerun_one_chunk(tmp_pat
              "--seconds-between-status-checks", "3",
              "--group-components", "chunks=1",
              "--set-threads", "normalise_chunk=1", "marginalise_chunk=1", *args],
-            cwd=ROOT, capture_output=True, text=True, env=env)
+            cwd=ROOT, capture_output=True, text=True, env=snakemake_env(data_root))
 
     run = snakemake()
     out = run.stdout + run.stderr

@@ -18,47 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-
-
-def _config(tmp_path: Path, **changes) -> Path:
-    """config/ci.yaml with some top-level sections updated, written to tmp_path."""
-    cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
-    for key, value in changes.items():
-        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
-    path = tmp_path / "campaign.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def _snakemake(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Snakemake as users start it (the venv's script, venv not activated), from the
-    checkout, working in tmp_path; this worktree's package first on the path."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    return subprocess.run(
-        [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=full_env)
-
-
-def _jobs(out: str) -> dict[str, list[dict]]:
-    """Per rule, the jobs of a `--dry-run --printshellcmds` listing: threads, resources
-    (as a dict of strings) and the shell command."""
-    jobs: dict[str, list[dict]] = {}
-    job = None
-    for line in out.splitlines():
-        if m := re.match(r"\s*rule (\w+):$", line):
-            job = {"threads": 1, "resources": {}, "shell": None}
-            jobs.setdefault(m.group(1), []).append(job)
-        elif job is None:
-            continue
-        elif m := re.match(r"\s*threads: (\d+)$", line):
-            job["threads"] = int(m.group(1))
-        elif m := re.match(r"\s*resources: (.*)$", line):
-            job["resources"] = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
-        elif line.startswith("Shell command: "):
-            job["shell"] = line[len("Shell command: "):]
-    return jobs
+from .workflow_helpers import ROOT, ci_config as _config, dry_run_jobs as _jobs
+from .workflow_helpers import run_snakemake as _snakemake
 
 
 def _same_python(path: str) -> bool:

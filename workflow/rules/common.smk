@@ -43,7 +43,12 @@ RESOLVED = yaml.safe_dump(dict(config), sort_keys=True)
 DATA_OK = f"{R}/.done/fetch_data"
 DONE = f"{R}/{{obs}}/.done"  # sentinels of store creators and chunk jobs
 NUMBA_CACHE = numba_cache_dir()
-NUMBA_WARM = str(NUMBA_CACHE / "warm.ok")
+# The cache's mark that it is warm (written by `gammadm warm-numba`), shared by all
+# campaigns of the user: not a rule output, as Snakemake deletes a job's outputs before
+# it runs the job, under the feet of kernel jobs of other campaigns running meanwhile.
+CACHE_WARM = str(NUMBA_CACHE / "warm.ok")
+# the campaign's record that the cache was warm before its kernel jobs
+NUMBA_WARM = f"{R}/.done/warm_numba"
 ENV = "../../envs/gammadm.yaml"
 
 

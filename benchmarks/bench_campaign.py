@@ -1,0 +1,119 @@
+"""Benchmark of the whole campaign: `snakemake -c2` on the seed campaign, warm, end to end.
+
+Warm means: data fetched (resources/data verified), numba cache warmed (its warm.ok
+present) and the package's bytecode compiled, i.e. after one earlier run. The workflow
+(Snakefile, workflow/, config/, profiles/, envs/) is copied into a temporary directory
+with an empty results/, src/ and resources/data linked to this checkout's; Snakemake runs
+there exactly as a user starts it (plain `snakemake -c2`, profiles/default auto-loaded),
+with this checkout's src/ on PYTHONPATH. Prints the total wall time and each job's time
+(from Snakemake's log timestamps, 1 s resolution) beside GammaBayes 0.1.9's 580 s for the
+same scenario on this machine and the goal of 29 s (PLATFORM.md).
+
+Usage (from the project root)::
+
+    python benchmarks/bench_campaign.py [--configfile config/config.yaml] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GAMMABAYES_S = 580.0
+GOAL_S = 29.0
+WORKFLOW = ("Snakefile", "workflow", "config", "profiles", "envs")
+
+
+def _stamp(line: str) -> datetime | None:
+    m = re.match(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", line.strip())
+    return datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y") if m else None
+
+
+def job_times(log: str) -> list[tuple[str, str, float]]:
+    """(rule, wildcards, seconds) of each job finished in a Snakemake log: from the
+    timestamp above its `rule`/`localrule` block to the one above `Finished jobid`."""
+    started: dict[str, dict] = {}
+    done = []
+    now = job = None
+    for line in log.splitlines():
+        if (t := _stamp(line)) is not None:
+            now = t
+        elif m := re.match(r"(?:local)?rule (\w+):$", line):
+            job = {"rule": m.group(1), "wildcards": "", "start": now}
+        elif job and (m := re.match(r"\s+jobid: (\d+)$", line)):
+            started[m.group(1)] = job
+        elif job and (m := re.match(r"\s+wildcards: (.*)$", line)):
+            job["wildcards"] = m.group(1)
+        elif m := re.match(r"Finished jobid: (\d+)", line):
+            job = started.pop(m.group(1))
+            done.append((job["rule"], job["wildcards"], (now - job["start"]).total_seconds()))
+            job = None
+    return done
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configfile", help="another campaign than config/config.yaml")
+    p.add_argument("--keep", type=Path, help="run in this (new) directory and keep it")
+    args = p.parse_args()
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from gammadm.data import data_dir
+    from gammadm.kernels import numba_cache_dir
+
+    data = data_dir()
+    data = (data if data.is_absolute() else ROOT / data).resolve()
+    warm = numba_cache_dir() / "warm.ok"
+    if not warm.exists():
+        print(f"WARNING: {warm} is missing: the numba cache is cold, so this is not a "
+              "warm figure (run once more)")
+
+    if args.keep:
+        args.keep.mkdir(parents=True)  # a new directory: results/ must start empty
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-campaign-"))
+    for name in WORKFLOW:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    (work / "src").symlink_to(ROOT / "src")  # the workflow's schema refers into it
+    (work / "resources").mkdir()
+    (work / "resources" / "data").symlink_to(data)
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "-c2"]
+    if args.configfile:
+        cmd += ["--configfile", str(Path(args.configfile).resolve())]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("GAMMADM_DATA", None)  # the copy's resources/data, as on a user's checkout
+
+    t0 = time.monotonic()
+    run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    log = run.stdout + run.stderr
+    if run.returncode:
+        sys.exit(f"snakemake failed (exit {run.returncode}) in {work}:\n{log[-4000:]}")
+
+    per_rule: dict[str, list[float]] = defaultdict(list)
+    print(f"jobs (wall seconds, from Snakemake's log in {work}):")
+    for rule, wc, dt in job_times(log):
+        per_rule[rule].append(dt)
+        print(f"  {rule:20s} {wc:18s} {dt:5.0f} s")
+    print("per rule (jobs, summed seconds; jobs may overlap on 2 cores):")
+    for rule, times in sorted(per_rule.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {rule:20s} {len(times):3d} {sum(times):6.0f} s")
+    print(f"snakemake -c2, seed campaign, warm, end to end: {wall:.1f} s "
+          f"(GammaBayes 0.1.9: {GAMMABAYES_S:.0f} s, {GAMMABAYES_S / wall:.1f}x; "
+          f"goal <= {GOAL_S:.0f} s)")
+    if args.keep is None:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
