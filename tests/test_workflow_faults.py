@@ -128,7 +128,9 @@ def test_deleted_chunk_sentinel_reruns_that_chunk_alone(reference):
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0, out[-4000:]
     jobs = dry_run_jobs(out)
-    assert set(jobs) == {"marginalise_chunk", "sample_bkg_only", "sample", "all"}, out[-4000:]
+    # that chunk, then only what depends on it: the two sampling runs and the report
+    assert set(jobs) == {"marginalise_chunk", "sample_bkg_only", "sample", "report",
+                         "all"}, out[-4000:]
     assert [re.search(r"--chunk (\S+)", j["shell"]).group(1)
             for j in jobs["marginalise_chunk"]] == ["1/3"]
     assert len(jobs["sample"]) == len(jobs["sample_bkg_only"]) == 1
