@@ -57,11 +57,12 @@ def _psf_window(obs, energies, theta):
     return np.ascontiguousarray(np.where(w > 0, sig, 1.0)), np.ascontiguousarray(w), reach
 
 
-def _point_source_arrays(ctx, lo, hi):
-    """Point sources for the kernel: positions, offset-column mix, PSF terms, exposure
-    and flux per sub-interval at the exact source position."""
+def _point_source_arrays(ctx, sources: list, lo, hi):
+    """Point sources for the kernel (those of ``sources``; empty arrays for none):
+    positions, offset-column mix, PSF terms, exposure and flux per sub-interval at the
+    exact source position."""
     obs, quad, mig = ctx.obs, ctx.quad, ctx.mig
-    pts = [s for s in ctx.sources if s.is_point]
+    pts = [s for s in sources if s.is_point]
     n_sub = len(quad)
     lb = np.array([[s.l_deg, s.b_deg] for s in pts], dtype=float).reshape(-1, 2)
     theta = angular_offset(lb[:, 0], lb[:, 1], *obs.pointing)
@@ -152,8 +153,7 @@ class KernelInputs:
             geo = np.where((ea > 0) & (eb > 0), ea * (eb / ea) ** u[:, None, None],
                            (1 - u[:, None, None]) * ea + u[:, None, None] * eb)
             rho = np.where(geo > 0, eps_p / geo, 1.0)
-        src = _point_source_arrays(ctx, e_lo, e_hi) if "hgps" in bkg else \
-            _point_source_arrays_empty(len(quad))
+        src = _point_source_arrays(ctx, ctx.sources if "hgps" in bkg else [], e_lo, e_hi)
         c = np.ascontiguousarray
         return cls(
             (quad.edges, np.log(quad.edges), quad.row.astype(np.int64), quad.row_log_energy,
@@ -244,11 +244,6 @@ def _central_structure(ctx, radius_deg: float = 0.2, sub_cell_deg: float = 0.012
     fine = cell_average_map(ctx.models.dm.los, f_l, f_b)
     dj = fine - ctx.spatial_dm[f_pl][:, f_pb]
     return f_l, f_b, f_pl, f_pb, np.ascontiguousarray(dj), cell
-
-
-def _point_source_arrays_empty(n_sub: int) -> tuple:
-    return (np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), np.ones((0, n_sub, 1)),
-            np.zeros((0, n_sub, 1)), np.zeros((0, n_sub)), np.zeros((0, n_sub)), np.zeros(0))
 
 
 def band_matvec(band: np.ndarray, first: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -26,11 +26,13 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["mixture_log_sum", "banded_dm_lambda", "pchip_rows", "line_nodes"]
+__all__ = ["mixture_log_sum", "banded_dm_lambda", "pchip_rows", "line_nodes", "interp_geometric"]
 
 
 @numba.njit(cache=True, inline="always")
-def _line_value(g0, g1, t):
+def interp_geometric(g0, g1, t):
+    """Between two nodes at fraction t of ln E: geometric where both values are positive
+    (exposures, PSF peaks and kernels vary as powers of E), else linear."""
     if g0 > 0.0 and g1 > 0.0:
         return math.exp((1.0 - t) * math.log(g0) + t * math.log(g1))
     return (1.0 - t) * g0 + t * g1
@@ -50,7 +52,7 @@ def _dm_event(e, first, band, s, line_i, line_t, line_f, line_g, line_first):
         acc += s[f0 + j] * band[e, j]
     for q in range(line_i.shape[0]):
         i = line_i[q] - line_first[e]
-        acc += line_f[q] * _line_value(_band_value(line_g, e, i),
+        acc += line_f[q] * interp_geometric(_band_value(line_g, e, i),
                                        _band_value(line_g, e, i + 1), line_t[q])
     return acc
 

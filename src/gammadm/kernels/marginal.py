@@ -27,6 +27,8 @@ import math
 import numba
 import numpy as np
 
+from .likelihood import interp_geometric
+
 __all__ = ["active_ranges", "marginal_kernel", "pack_migration"]
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -170,7 +172,7 @@ def _row_cos(b_edges):
 
 @numba.njit(cache=True)
 def _scratch(n_terms, n_l, n_b):
-    """Per-event buffers of the window factors (l, dl/dsigma, b, db/dsigma)."""
+    """Buffers of the window factors (l, dl/dsigma, b, db/dsigma), reused by events."""
     return (np.empty((n_terms, n_l)), np.empty((n_terms, n_l)), np.empty((n_terms, n_b)),
             np.empty((n_terms, n_b)))
 
@@ -178,7 +180,7 @@ def _scratch(n_terms, n_l, n_b):
 @numba.njit(cache=True)
 def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp):
     """Cells within r [deg] of (x_r, y_r) and, per PSF term, the l and b factors of their
-    PSF masses at the reference widths ``sigma_ref`` (see `template_kernel`)."""
+    PSF masses at the reference widths ``sigma_ref`` (see `_window_sums`)."""
     n_l = l_edges.shape[0] - 1
     n_b = b_edges.shape[0] - 1
     il0 = max(np.searchsorted(l_edges, x_r - r / cb_r) - 1, 0)
@@ -308,15 +310,6 @@ def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, ca, cbq, ccq, col0, col_
             tt = col_t[il, ib]
             acc[c0] += (1.0 - tt) * dj * val
             acc[c0 + 1] += tt * dj * val
-
-
-@numba.njit(cache=True)
-def _interp_positive(a, b, u):
-    """Between two sub-interval centres: geometric in ln E where both values are
-    positive (exposure and PSF peak vary as powers of E), else linear."""
-    if a > 0.0 and b > 0.0:
-        return a * math.exp(u * math.log(b / a))
-    return (1.0 - u) * a + u * b
 
 
 @numba.njit(cache=True)
@@ -470,7 +463,7 @@ def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
                 u = pts_u[p]
                 g = 0.0
                 for c in range(c_lo, c_hi + 1):
-                    g += rline[p - p0, c] * _interp_positive(sdm[j, c], sdm[j + 1, c], u)
+                    g += rline[p - p0, c] * interp_geometric(sdm[j, c], sdm[j + 1, c], u)
                 line_out[e, p - p0] = g * pts_rho[p, jl, jb] / pts_e[p]
             if src_col0.shape[0] > 0 and d1 >= d0:
                 for i in range(src_col0.shape[0]):
