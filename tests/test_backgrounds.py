@@ -44,10 +44,33 @@ def test_hgps_selection_for_the_seed(data_root, irf, seed_grid):
     # every kept spectrum is used below the catalogue threshold: flagged
     assert set(sel.flagged) == SEED_SIX
     j1746 = next(s for s in sel.kept if s.name == "HESS J1746-308")
-    assert j1746.spectral.parameters["index"].value == pytest.approx(3.27, abs=0.01)
+    assert j1746.spectral.index == pytest.approx(3.27, abs=0.01)
     # exact positions of point sources are kept (not snapped to cells)
     gc = next(s for s in sel.kept if s.name == "HESS J1745-290")
     assert gc.l_deg == pytest.approx(-0.0553, abs=1e-3) and gc.b_deg == pytest.approx(-0.0442, abs=1e-3)
+
+
+def test_catalogue_read_equals_gammapy(data_root):
+    """Our astropy reading of every HGPS source (position, size, spectrum) against
+    gammapy's catalogue objects."""
+    import astropy.units as u
+    from gammapy.catalog import SourceCatalogHGPS
+
+    from gammadm.models.backgrounds import _hgps_sources
+
+    path = data_root / "hess/hgps_catalog_v1.fits.gz"
+    ours = _hgps_sources(path)
+    cat = SourceCatalogHGPS(path)
+    assert [s.name for s in ours] == [str(n).strip() for n in cat.table["Source_Name"]]
+    energies = np.geomspace(0.05, 200.0, 25)
+    kinds = set()
+    for s in ours:
+        ref = cat[s.name]
+        kinds.add(str(ref.data["Spectral_Model"]).strip())
+        expect = ref.spectral_model()(energies * u.TeV).to_value("TeV-1 cm-2 s-1")
+        np.testing.assert_allclose(s.dnde(energies), expect, rtol=1e-12, err_msg=s.name)
+        assert s.b_deg == pytest.approx(ref.data["GLAT"].to_value("deg"), abs=1e-12)
+    assert kinds == {"PL", "ECPL"}  # both models exercised
 
 
 def test_diffuse_normalisation_and_planes(diffuse):

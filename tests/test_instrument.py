@@ -245,3 +245,43 @@ def test_dropped_mass_check(irf):
     assert check_dropped_mass(w, defined, 1e-2, "CCR", irf.path) == pytest.approx(1e-3)
     with pytest.raises(IRFError, match="component 'DM'.*tail_mass"):
         check_dropped_mass(w, defined, 1e-7, "DM", irf.path)
+
+
+def test_reading_needs_no_gammapy(irf_path):
+    """Kernel jobs read the IRF with astropy alone (gammapy's import costs seconds per
+    job); the arrays are checked against gammapy's reading above."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gammadm.instrument import InstrumentResponse; "
+            f"r = InstrumentResponse.read({str(irf_path)!r}); "
+            "print(r.fov_alignment, r.bkg_rate.shape, 'gammapy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["RADEC", "(21,", "60,", "60)", "False"]
+
+
+def test_wrong_gadf_class_is_named(irf_path, tmp_path):
+    def edit(hdul):
+        _hdu(hdul, "PSF").header["HDUCLAS4"] = "PSF_TABLE"
+    bad = _edit_copy(irf_path, tmp_path / "psftable.fits", edit)
+    with pytest.raises(IRFError, match="psftable.fits: HDU .* is PSF_TABLE; .*PSF_3GAUSS"):
+        InstrumentResponse.read(bad)
+
+
+@pytest.mark.parametrize("pointing", [(0.0, 0.0), (1.5, -0.3), (359.0, 2.0), (120.0, 60.0)])
+def test_fov_coordinates_equal_gammapy(pointing):
+    from astropy.coordinates import SkyCoord
+    from gammapy.utils.coordinates import sky_to_fov
+
+    from gammadm.observation import fov_coordinates
+
+    rng = np.random.default_rng(1)
+    l = pointing[0] + rng.uniform(-5, 5, 500)
+    b = np.clip(pointing[1] + rng.uniform(-5, 5, 500), -89, 89)
+    pos = SkyCoord(l * u.deg, b * u.deg, frame="galactic").icrs
+    pnt = SkyCoord(pointing[0] * u.deg, pointing[1] * u.deg, frame="galactic").icrs
+    ref_x, ref_y = sky_to_fov(pos.ra, pos.dec, pnt.ra, pnt.dec)
+    x, y = fov_coordinates(l, b, pointing)
+    np.testing.assert_allclose(x, ref_x.to_value("deg"), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(y, ref_y.to_value("deg"), rtol=0, atol=1e-9)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from .expected import gaussian_cell_mass, spectral_average
 from .instrument.normalisation import cell_offsets, psf_cells
@@ -52,7 +52,7 @@ def _psf_window(obs, energies, theta):
     w = np.where(d[..., None], w, 0.0)
     used = np.flatnonzero((w > 0).any(axis=(0, 1, 2)))
     sig, w = sig[..., used], w[..., used]
-    reach = float(norm.isf(0.5 * obs.tail_mass)) * np.max(np.where(w > 0, sig, 0.0),
+    reach = float(-ndtri(0.5 * obs.tail_mass)) * np.max(np.where(w > 0, sig, 0.0),
                                                             axis=(1, 2, 3))
     return np.ascontiguousarray(np.where(w > 0, sig, 1.0)), np.ascontiguousarray(w), reach
 

@@ -15,22 +15,41 @@ from .instrument.reach import Reach
 __all__ = ["Observation", "fov_coordinates"]
 
 
+# ICRS unit vectors of the Galactic x, y, z axes (columns), as astropy's Galactic frame
+# defines them: v_icrs = _GAL_TO_ICRS @ v_gal (the test checks it against astropy/gammapy)
+_GAL_TO_ICRS = np.array([
+    [-0.05487565771259218, 0.49410943719272665, -0.8676661375596585],
+    [-0.8734370519556162, -0.4448297212232957, -0.19807633727300056],
+    [-0.4838350736167156, 0.7469821839866677, 0.45598381368730206],
+])
+
+
+def _unit_vectors(lon_deg, lat_deg) -> np.ndarray:
+    lon, lat = np.radians(lon_deg), np.radians(lat_deg)
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+
+
 def fov_coordinates(l_deg, b_deg, pointing: tuple[float, float], alignment: str = "RADEC"):
     """Field-of-view coordinates [deg] of Galactic positions, as the background IRF uses.
 
-    RADEC alignment: gammapy's ``sky_to_fov`` in ICRS about the pointing.
+    RADEC alignment (gammapy's ``sky_to_fov``): spherical offsets from the pointing in
+    ICRS, longitude counted positive towards decreasing RA. Plain numpy rotations, so
+    that kernel jobs need neither astropy's coordinate machinery nor gammapy.
     """
-    import astropy.units as u
-    from astropy.coordinates import SkyCoord
-    from gammapy.utils.coordinates import sky_to_fov
-
     if alignment.upper() != "RADEC":
         raise ValueError(f"background FoV alignment {alignment} needs pointing times; "
                          "only RADEC is supported")
-    pos = SkyCoord(np.asarray(l_deg) * u.deg, np.asarray(b_deg) * u.deg, frame="galactic").icrs
-    pnt = SkyCoord(pointing[0] * u.deg, pointing[1] * u.deg, frame="galactic").icrs
-    lon, lat = sky_to_fov(pos.ra, pos.dec, pnt.ra, pnt.dec)
-    return lon.to_value("deg"), lat.to_value("deg")
+    v = np.tensordot(_GAL_TO_ICRS, _unit_vectors(l_deg, b_deg), axes=1)
+    p = _GAL_TO_ICRS @ _unit_vectors(pointing[0], pointing[1])
+    ra0, dec0 = np.arctan2(p[1], p[0]), np.arcsin(np.clip(p[2], -1.0, 1.0))
+    east = np.array([-np.sin(ra0), np.cos(ra0), 0.0])
+    north = np.array([-np.sin(dec0) * np.cos(ra0), -np.sin(dec0) * np.sin(ra0), np.cos(dec0)])
+    x = np.tensordot(p, v, axes=1)
+    y = np.tensordot(east, v, axes=1)
+    z = np.tensordot(north, v, axes=1)
+    lon = -np.degrees(np.arctan2(y, x))
+    lat = np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))
+    return lon, lat
 
 
 @dataclass

@@ -36,7 +36,7 @@ from .response import InstrumentResponse, NodeTable
 __all__ = ["MigrationTables", "EnergyQuadrature", "cell_average_containment",
            "energy_containment_sub", "energy_cdf_sub", "energy_containment_points",
            "energy_kernel_sub", "spatial_containment_cells", "normalisation_sub",
-           "cell_offsets", "psf_cells"]
+           "cell_offsets", "psf_cells", "psf_node_mix"]
 
 _SQRT2PI = np.sqrt(2 * np.pi)
 
@@ -316,20 +316,28 @@ def cell_offsets(true: Grid, pointing) -> np.ndarray:
     return angular_offset(L, B, *pointing)
 
 
-def psf_cells(irf: InstrumentResponse, energy, offset):
-    """PSF terms at energies (n_e,) and cell offsets (n_l, n_b): sigma, weight
-    (n_e, n_l, n_b, n_terms) and defined (n_e, n_l, n_b). Bilinear as `NodeTable`, done
-    as energy interpolation per offset node, then the offset mix per cell."""
+def psf_node_mix(irf: InstrumentResponse, energy, offset):
+    """PSF terms interpolated in ln E at every offset node, and each cell's offset mix.
+
+    Returns ``sigma_nodes, weight_nodes`` (n_e, n_nodes, n_terms), ``i0, i1, t``
+    (shape of ``offset``: the two offset nodes and the weight of the second) and
+    ``defined`` (n_e,) + offset.shape. Bilinear as `NodeTable`.
+    """
     e = np.asarray(energy, float)
     theta = np.asarray(offset, float)
-    out = []
-    for tab in (irf.psf_sigma, irf.psf_weight):
-        nodes = tab.offset_nodes
-        per_node = _energy_only(tab, e)  # (n_e, n_nodes, n_terms)
-        i0, i1, t = tab._weights(np.clip(theta, 0, tab.offset_edges[-1]), nodes)
-        out.append((1 - t)[None, ..., None] * per_node[:, i0] + t[None, ..., None] * per_node[:, i1])
-    defined = irf.psf_sigma.defined_at(e[:, None, None], theta[None], zero_fill=True)
-    return out[0], out[1], defined
+    tab = irf.psf_sigma
+    i0, i1, t = tab._weights(np.clip(theta, 0, tab.offset_edges[-1]), tab.offset_nodes)
+    return (_energy_only(irf.psf_sigma, e), _energy_only(irf.psf_weight, e), i0, i1, t,
+            tab.defined_grid(e, theta))
+
+
+def psf_cells(irf: InstrumentResponse, energy, offset):
+    """PSF terms at energies (n_e,) and cell offsets (n_l, n_b): sigma, weight
+    (n_e, n_l, n_b, n_terms) and defined (n_e, n_l, n_b)."""
+    sig_n, w_n, i0, i1, t, defined = psf_node_mix(irf, energy, offset)
+    t_ = t[None, ..., None]
+    return ((1 - t_) * sig_n[:, i0] + t_ * sig_n[:, i1],
+            (1 - t_) * w_n[:, i0] + t_ * w_n[:, i1], defined)
 
 
 def _energy_only(tab: NodeTable, e) -> np.ndarray:
@@ -348,13 +356,15 @@ def spatial_containment_cells(irf: InstrumentResponse, roi: ROI, energy, l_edges
     """
     from ..kernels.containment import cell_containment
 
-    sig, w, d = psf_cells(irf, energy, offset)
+    sig_n, w_n, i0, i1, t, d = psf_node_mix(irf, energy, offset)
     out = np.empty(d.shape)
-    cell_containment(np.ascontiguousarray(sig), np.ascontiguousarray(w),
+    cell_containment(np.ascontiguousarray(sig_n), np.ascontiguousarray(w_n),
+                     np.ascontiguousarray(i0, np.int64), np.ascontiguousarray(i1, np.int64),
+                     np.ascontiguousarray(t, np.float64), d,
                      np.asarray(l_edges, float), np.asarray(b_edges, float),
                      float(roi.l_deg[0]), float(roi.l_deg[1]), float(roi.b_deg[0]),
                      float(roi.b_deg[1]), out)
-    return np.where(d, out, 0.0)
+    return out
 
 
 def normalisation_sub(irf: InstrumentResponse, mig: MigrationTables, quad: EnergyQuadrature,
@@ -367,5 +377,5 @@ def normalisation_sub(irf: InstrumentResponse, mig: MigrationTables, quad: Energ
     ne = energy_containment_sub(mig, quad, roi, theta, sub)
     ec = quad.centres[sub]
     nx = spatial_containment_cells(irf, roi, ec, true.lon.edges, true.lat.edges, theta)
-    defined = irf.defined(ec[:, None, None], theta[None], zero_fill=True)
+    defined = irf.defined_grid(ec, theta)
     return np.where(defined, np.clip(ne, 0.0, 1.0) * nx, 0.0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from ..config import ConfigError
 from ..geometry import ROI, EnergyAxis, Grid, SkyAxis, linear_edges, log_edges
@@ -93,7 +93,7 @@ def _reach(irf: InstrumentResponse, roi: ROI, pointing, tail_mass: float) -> Rea
 
     sig, w, d = irf.psf(np.full(thetas.shape, e_lo), thetas)
     sigma_max = float(np.max(np.where((w > 0) & d[:, None], sig, 0.0)))
-    n_sigma = float(norm.isf(0.5 * tail_mass))
+    n_sigma = float(-ndtri(0.5 * tail_mass))
     return Reach(e_lo, e_hi, e_def, sigma_max, n_sigma, n_sigma * sigma_max, theta_roi)
 
 

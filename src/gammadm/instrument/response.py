@@ -129,6 +129,20 @@ class NodeTable:
         """Whether the file has a response at (energy [TeV], offset [deg])."""
         return self._locate(energy, offset, zero_fill, what)[2]
 
+    def defined_grid(self, energy, offset) -> np.ndarray:
+        """`defined_at` (with zero_fill) on the outer grid of energies (n_e,) [TeV] and
+        offsets of any shape [deg]: each located once, not per grid point."""
+        e = np.asarray(energy, float)
+        th = np.asarray(offset, float)
+        e0, e1 = self.energy_edges[[0, -1]]
+        e_in = (e >= e0 * (1 - 1e-9)) & (e <= e1 * (1 + 1e-9))
+        t_in = (th >= 0) & (th <= self.offset_edges[-1] + 1e-9)
+        be = np.clip(np.searchsorted(self.energy_edges, e, side="right") - 1, 0,
+                     self.energy_edges.size - 2)
+        bt = np.clip(np.searchsorted(self.offset_edges, th, side="right") - 1, 0,
+                     self.offset_edges.size - 2)
+        return self.defined[be][:, bt] & e_in.reshape((-1,) + (1,) * th.ndim) & t_in
+
     def __call__(self, energy, offset, zero_fill: bool = False, what: str = "IRF"):
         """Interpolated values and the defined mask at (energy [TeV], offset [deg]).
 
@@ -159,28 +173,91 @@ def _check_full_enclosure(hdul, path: Path) -> None:
             )
 
 
-def _raw_psf_terms(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """SIGMA_k [deg] and AMPL_k (AMPL_1 = 1) as stored, shape (n_e, n_theta, n_terms).
+#: GADF HDUCLAS4 of each component these kernels read
+_GADF_CLASSES = {"aeff": "AEFF_2D", "psf": "PSF_3GAUSS", "edisp": "EDISP_2D", "bkg": "BKG_3D"}
+_GADF_CLAS2 = {"aeff": "EFF_AREA", "psf": "PSF", "edisp": "EDISP", "bkg": "BKG"}
 
-    Read with astropy, not from gammapy's object: gammapy replaces sigma = 0 by 1 deg
-    on reading, which would turn undefined rows into 1-degree Gaussians.
+
+def _irf_hdus(hdul, path: Path) -> dict:
+    """The four IRF HDUs by HDUCLAS2, each checked to be the GADF class needed."""
+    found = {}
+    for hdu in hdul[1:]:
+        clas2 = str(hdu.header.get("HDUCLAS2", "")).strip().upper()
+        for key, want in _GADF_CLAS2.items():
+            if clas2 == want and key not in found:
+                found[key] = hdu
+    missing = [k for k in _GADF_CLAS2 if k not in found]
+    if missing:
+        raise IRFError(f"{path}: lacks the IRF component(s) {missing}")
+    for key, hdu in found.items():
+        clas4 = str(hdu.header.get("HDUCLAS4", "")).strip().upper()
+        if clas4 != _GADF_CLASSES[key]:
+            raise IRFError(f"{path}: HDU {hdu.name} is {clas4 or 'unclassified'}; these "
+                           f"kernels need {_GADF_CLASSES[key]}")
+    return found
+
+
+def _column(hdu, name: str, unit: str | None = None) -> np.ndarray:
+    """The first row of a GADF column as float64, in ``unit`` when given."""
+    import astropy.units as u
+
+    col = hdu.columns[name]
+    value = np.asarray(hdu.data[name][0], np.float64)
+    if unit is None:
+        return value
+    return value * u.Unit(col.unit or "").to(unit)
+
+
+def _edges(hdu, prefix: str, unit: str | None) -> np.ndarray:
+    lo, hi = _column(hdu, f"{prefix}_LO", unit), _column(hdu, f"{prefix}_HI", unit)
+    if not np.allclose(lo[1:], hi[:-1], rtol=1e-5, atol=0):
+        raise ValueError(f"{prefix}_LO/HI of HDU {hdu.name} are not contiguous bins")
+    return np.append(lo, hi[-1])
+
+
+def _read_aeff(hdu) -> NodeTable:
+    """Effective area [cm^2] on (E_t, theta) nodes; FITS rows are (theta, E)."""
+    area = _column(hdu, "EFFAREA", "cm2").T
+    return NodeTable(_edges(hdu, "ENERG", "TeV"), _edges(hdu, "THETA", "deg"), area,
+                     np.ones(area.shape, bool))
+
+
+def _read_psf_terms(hdu, path: Path):
+    """SIGMA_k [deg] and AMPL_k (AMPL_1 = 1) as stored, shape (n_e, n_theta, n_terms),
+    and the energy [TeV] and offset [deg] edges.
+
+    Taken as stored (gammapy replaces sigma = 0 by 1 deg on reading, which would turn
+    undefined rows into 1-degree Gaussians).
     """
-    from astropy.io import fits
-    from astropy.table import Table
-
-    with fits.open(path) as hdul:
-        hdu = next(h for h in hdul[1:] if str(h.header.get("HDUCLAS2", "")).strip() == "PSF")
-        table = Table.read(hdu)
     sig, amp = [], []
     for k in (1, 2, 3):
-        if f"SIGMA_{k}" not in table.colnames:
+        if f"SIGMA_{k}" not in hdu.columns.names:
             continue
-        s = table[f"SIGMA_{k}"].quantity[0].to_value("deg").astype(np.float64).T
-        a = (np.ones_like(s) if k == 1 else
-             np.asarray(table[f"AMPL_{k}"][0], np.float64).T)
+        s = _column(hdu, f"SIGMA_{k}", "deg").T
+        a = np.ones_like(s) if k == 1 else _column(hdu, f"AMPL_{k}").T
         sig.append(s)
         amp.append(a)
-    return np.stack(sig, axis=-1), np.stack(amp, axis=-1)
+    if not sig:
+        raise IRFError(f"{path}: the PSF HDU has no SIGMA_k columns")
+    return (np.stack(sig, axis=-1), np.stack(amp, axis=-1), _edges(hdu, "ENERG", "TeV"),
+            _edges(hdu, "THETA", "deg"))
+
+
+def _read_edisp(hdu):
+    """Migration edges, the matrix as (E_t, mu, theta) (FITS rows: theta, mu, E_t) and
+    the energy [TeV] and offset [deg] edges."""
+    matrix = np.transpose(_column(hdu, "MATRIX"), (2, 1, 0))
+    return (_edges(hdu, "MIGRA", None), matrix, _edges(hdu, "ENERG", "TeV"),
+            _edges(hdu, "THETA", "deg"))
+
+
+def _read_bkg(hdu):
+    """Background axes, rate [s^-1 TeV^-1 sr^-1] as (E, fov_lon, fov_lat) (FITS rows:
+    DETY, DETX, E) and the field-of-view alignment."""
+    rate = np.transpose(_column(hdu, "BKG", "s-1 TeV-1 sr-1"), (2, 1, 0))
+    align = str(hdu.header.get("FOVALIGN", "RADEC")).strip().upper() or "RADEC"
+    return (_edges(hdu, "ENERG", "TeV"), _edges(hdu, "DETX", "deg"),
+            _edges(hdu, "DETY", "deg"), rate, align)
 
 
 def _migration_density(matrix: np.ndarray, migra_edges: np.ndarray, path: Path):
@@ -259,40 +336,24 @@ class InstrumentResponse:
 
     @classmethod
     def read(cls, path: str | Path) -> InstrumentResponse:
-        """Read a GADF full-enclosure IRF file through gammapy."""
+        """Read a GADF full-enclosure IRF file (astropy only: jobs that read it do not
+        pay gammapy's import; tests check the arrays against gammapy's reading)."""
         from astropy.io import fits
-        from gammapy.irf import load_irf_dict_from_file
 
         path = Path(path)
         try:
             with fits.open(path) as hdul:
                 _check_full_enclosure(hdul, path)
+                hdus = _irf_hdus(hdul, path)
+                aeff_tab = _read_aeff(hdus["aeff"])
+                sig, amp, p_e, p_t = _read_psf_terms(hdus["psf"], path)
+                mig, matrix, e_e, e_t = _read_edisp(hdus["edisp"])
+                b_e, b_x, b_y, rate, align = _read_bkg(hdus["bkg"])
         except OSError as exc:
             raise IRFError(f"{path}: not a readable FITS file ({exc})") from None
-        try:
-            irfs = load_irf_dict_from_file(path)
-        except Exception as exc:  # gammapy raises many kinds here
-            raise IRFError(f"{path}: gammapy cannot read it as a GADF IRF file ({exc})") from None
-        missing = [k for k in ("aeff", "edisp", "psf", "bkg") if k not in irfs]
-        if missing:
-            raise IRFError(f"{path}: lacks the IRF component(s) {missing}")
-        for key, irf in irfs.items():
-            if getattr(irf, "is_pointlike", False):
-                raise IRFError(f"{path}: component {key} is POINT-LIKE; full enclosure is required")
+        except (KeyError, ValueError) as exc:
+            raise IRFError(f"{path}: cannot be read as a GADF IRF file ({exc})") from None
 
-        aeff = irfs["aeff"]
-        a_e = aeff.axes["energy_true"].edges.to_value("TeV")
-        a_t = aeff.axes["offset"].edges.to_value("deg")
-        area = aeff.quantity.to_value("cm2").astype(np.float64)
-        aeff_tab = NodeTable(a_e, a_t, area, np.ones(area.shape, bool))
-
-        psf = irfs["psf"]
-        if type(psf).__name__ != "EnergyDependentMultiGaussPSF":
-            raise IRFError(f"{path}: PSF class {type(psf).__name__} is not the GADF "
-                           "multi-Gauss PSF these kernels need")
-        p_e = psf.axes["energy_true"].edges.to_value("TeV")
-        p_t = psf.axes["offset"].edges.to_value("deg")
-        sig, amp = _raw_psf_terms(path)
         # a 2-D Gaussian exp(-r^2 / 2 sigma^2) integrates to 2 pi sigma^2: weight ~ A sigma^2
         raw_w = np.where((amp > 0) & (sig > 0), amp * sig**2, 0.0)
         tot = raw_w.sum(axis=-1)
@@ -302,11 +363,7 @@ class InstrumentResponse:
         psf_sigma = NodeTable(p_e, p_t, _fill_undefined(sig, psf_defined), psf_defined)
         psf_weight = NodeTable(p_e, p_t, _fill_undefined(weight, psf_defined), psf_defined)
 
-        ed = irfs["edisp"]
-        e_e = ed.axes["energy_true"].edges.to_value("TeV")
-        e_t = ed.axes["offset"].edges.to_value("deg")
-        mig = ed.axes["migra"].edges.to_value("")
-        density, ed_defined, deviation, conventions = _migration_density(ed.data, mig, path)
+        density, ed_defined, deviation, conventions = _migration_density(matrix, mig, path)
         log.info("%s: migration stored as %s; raw row normalisation deviates from 1 by "
                  "up to %.3g (renormalised)", path.name, " and ".join(conventions), deviation)
         # nodes first: (E, theta, mu)
@@ -315,16 +372,8 @@ class InstrumentResponse:
         # beyond the outer nodes the nearest row is used
         edisp_tab = NodeTable(e_e, e_t, _fill_undefined(dens_nodes, ed_defined), ed_defined,
                               extrapolate=False)
-
-        bkg = irfs["bkg"]
-        if type(bkg).__name__ != "Background3D":
-            raise IRFError(f"{path}: background class {type(bkg).__name__}; BKG_3D is needed")
-        b_e = bkg.axes["energy"].edges.to_value("TeV")
-        b_x = bkg.axes["fov_lon"].edges.to_value("deg")
-        b_y = bkg.axes["fov_lat"].edges.to_value("deg")
-        rate = bkg.quantity.to_value("s-1 TeV-1 sr-1").astype(np.float64)
         return cls(path, aeff_tab, psf_sigma, psf_weight, mig, edisp_tab, deviation,
-                   conventions, b_e, b_x, b_y, rate, str(bkg.fov_alignment.value))
+                   conventions, b_e, b_x, b_y, rate, align)
 
     # --- evaluation -------------------------------------------------------------
     def effective_area(self, energy, offset, zero_fill: bool = False) -> np.ndarray:
@@ -358,6 +407,10 @@ class InstrumentResponse:
         """Whether both the PSF and the migration exist at (E_t, theta)."""
         return (self.psf_sigma.defined_at(energy, offset, zero_fill, "PSF")
                 & self.edisp.defined_at(energy, offset, zero_fill, "energy dispersion"))
+
+    def defined_grid(self, energy, offset) -> np.ndarray:
+        """`defined` (zero_fill) on the outer grid energies (n_e,) x offsets (any shape)."""
+        return self.psf_sigma.defined_grid(energy, offset) & self.edisp.defined_grid(energy, offset)
 
     def psf(self, energy, offset, zero_fill: bool = False):
         """PSF terms at (E_t [TeV], theta [deg]).

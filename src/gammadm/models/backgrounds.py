@@ -18,7 +18,7 @@ from ..instrument.containment import point_containment
 from ..instrument.response import InstrumentResponse
 from ..instrument.reach import angular_offset
 
-__all__ = ["CatalogueSource", "HGPSSelection", "select_hgps", "FermiGaggeroDiffuse",
+__all__ = ["CatalogueSource", "CutoffPowerLaw", "HGPSSelection", "select_hgps", "FermiGaggeroDiffuse",
            "DiffuseError", "DIFFUSE_NORM_REGION", "DIFFUSE_INDEX", "DIFFUSE_NORM_TEV"]
 
 log = logging.getLogger(__name__)
@@ -32,17 +32,33 @@ DIFFUSE_MIN_ENERGY_GEV = 100.0
 HGPS_THRESHOLD_TEV = 0.4  # typical HGPS threshold, for sources that do not give one
 
 
+@dataclass(frozen=True)
+class CutoffPowerLaw:
+    """dN/dE = amplitude (E / reference)^-index exp(-lambda E) [TeV^-1 cm^-2 s^-1]: the
+    HGPS catalogue's PL (lambda = 0) and ECPL models, as gammapy defines them."""
+
+    amplitude: float  # TeV^-1 cm^-2 s^-1 at the reference energy
+    index: float
+    reference_tev: float
+    lambda_per_tev: float = 0.0
+
+    def __call__(self, energy_tev) -> np.ndarray:
+        e = np.asarray(energy_tev, float)
+        return (self.amplitude * (e / self.reference_tev) ** -self.index
+                * np.exp(-self.lambda_per_tev * e))
+
+
 @dataclass
 class CatalogueSource:
-    """One HGPS source: position [deg], Gaussian width [deg] (0 for a point) and a
-    gammapy spectral model (evaluated to TeV^-1 cm^-2 s^-1)."""
+    """One HGPS source: position [deg], Gaussian width [deg] (0 for a point) and its
+    catalogue spectrum."""
 
     name: str
     l_deg: float
     b_deg: float
     sigma_deg: float
     spatial: str
-    spectral: object
+    spectral: CutoffPowerLaw
     threshold_tev: float
     roi_fraction: float = 0.0
     expected_weight: float = 0.0
@@ -52,9 +68,8 @@ class CatalogueSource:
         return self.sigma_deg == 0.0
 
     def dnde(self, energy_tev) -> np.ndarray:
-        import astropy.units as u
-
-        return self.spectral(np.asarray(energy_tev, float) * u.TeV).to_value("TeV-1 cm-2 s-1")
+        """dN/dE [TeV^-1 cm^-2 s^-1] at true energies [TeV]."""
+        return self.spectral(energy_tev)
 
     @property
     def extrapolated_below_tev(self) -> float:
@@ -77,33 +92,52 @@ class HGPSSelection:
         return [s for s in self.considered if s.name not in names]
 
 
-def _number(row, key: str) -> float:
+def _number(row, key: str, unit: str | None = None) -> float:
     val = row[key]
-    return np.nan if np.ma.is_masked(val) else float(val)
+    if np.ma.is_masked(val):
+        return np.nan
+    if unit is not None and getattr(row.columns[key], "unit", None) is not None:
+        return float((val * row.columns[key].unit).to_value(unit))
+    return float(val)
+
+
+def _catalogue_spectrum(row, path: Path) -> CutoffPowerLaw:
+    """The catalogue's best spectral model (column Spectral_Model: PL or ECPL)."""
+    kind = str(row["Spectral_Model"]).strip().upper()
+    if kind not in ("PL", "ECPL"):
+        raise ValueError(f"{path}: source {str(row['Source_Name']).strip()} has spectral "
+                         f"model {kind!r}; PL or ECPL expected")
+    lam = _number(row, "Lambda_Spec_ECPL", "TeV-1") if kind == "ECPL" else 0.0
+    return CutoffPowerLaw(_number(row, f"Flux_Spec_{kind}_Diff_Pivot", "TeV-1 cm-2 s-1"),
+                          _number(row, f"Index_Spec_{kind}"),
+                          _number(row, f"Energy_Spec_{kind}_Pivot", "TeV"), lam)
 
 
 def _hgps_sources(path: Path) -> list[CatalogueSource]:
-    from gammapy.catalog import SourceCatalogHGPS
+    """HGPS sources from the catalogue's HGPS_SOURCES table (astropy alone: jobs that
+    build the models do not pay gammapy's import; tests compare with gammapy's
+    catalogue)."""
+    from astropy.table import Table
 
-    cat = SourceCatalogHGPS(path)
+    table = Table.read(path, hdu="HGPS_SOURCES")
     out = []
-    for row in cat.table:
+    for row in table:
         name = str(row["Source_Name"]).strip()
-        src = cat[name]
         spatial = str(row["Spatial_Model"]).strip()
         if spatial not in ("Point-Like", "Gaussian"):
-            # shells and multi-Gaussians: gammapy's model; we keep Gaussian-like widths
+            # shells and multi-Gaussians: we keep Gaussian-like widths
             log.info("%s: spatial model %s approximated by its catalogue size", name, spatial)
-        size = _number(row, "Size") if spatial != "Point-Like" else 0.0
+        size = _number(row, "Size", "deg") if spatial != "Point-Like" else 0.0
         size = size if np.isfinite(size) else 0.0
         # the catalogue's threshold, else the low end of its spectral fit, else ~0.4 TeV
-        thr = _number(row, "Energy_Threshold")
+        thr = _number(row, "Energy_Threshold", "TeV")
         if not np.isfinite(thr):
-            thr = _number(row, "Energy_Range_Spec_Min")
+            thr = _number(row, "Energy_Range_Spec_Min", "TeV")
         if not np.isfinite(thr):
             thr = HGPS_THRESHOLD_TEV
-        out.append(CatalogueSource(name, float(wrap_lon(float(row["GLON"]))), float(row["GLAT"]),
-                                   size, spatial, src.spectral_model(), thr))
+        out.append(CatalogueSource(name, float(wrap_lon(_number(row, "GLON", "deg"))),
+                                   _number(row, "GLAT", "deg"), size, spatial,
+                                   _catalogue_spectrum(row, path), thr))
     return out
 
 
