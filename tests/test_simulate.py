@@ -34,6 +34,16 @@ def test_fixed_mode_gives_the_tree_counts(ctx):
     assert np.all(np.isnan(ev.mc["energy"][ev.mc["component"] == 3]))  # CCR: no true photon
 
 
+def test_context_from_already_built_models(ctx):
+    """NormContext(cfg, models=...) reuses the models (and their observation) and sets
+    up the same quadrature as building everything from the config."""
+    again = NormContext(ctx.models.cfg, models=ctx.models)
+    assert again.models is ctx.models and again.obs is ctx.obs
+    np.testing.assert_array_equal(again.quad.edges, ctx.quad.edges)
+    np.testing.assert_array_equal(again.spatial_dm, ctx.spatial_dm)
+    assert again.backgrounds == ctx.backgrounds
+
+
 def test_poisson_closure_against_mu(ctx):
     """Counts of 200 Poisson data sets agree with mu_k (mean within 3 standard errors),
     per component, with normalisations scaled so that each set is small."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,19 +19,34 @@ from .expected import ccr_expected, dm_points_kernel, line_energy_grid, subinter
 from .instrument.normalisation import EnergyQuadrature, MigrationTables
 from .store import chunk_range, create_store, read_complete, write_region
 
+if TYPE_CHECKING:
+    from .models.tables import ObservationModels
+
 __all__ = ["NormContext", "create", "fill_chunk", "load"]
 
 log = logging.getLogger(__name__)
 
 
 class NormContext:
-    """Observation, models and quadrature shared by the creator and the chunk jobs."""
+    """Observation, models and quadrature shared by the creator and the chunk jobs.
 
-    def __init__(self, cfg: dict, obs_name: str | None):
+    Parameters
+    ----------
+    cfg : dict
+        The validated campaign.
+    obs_name : str, optional
+        The observation (default: the first); ignored when ``models`` is given.
+    models : ObservationModels, optional
+        The observation's models if already built (they hold the observation), so that
+        a script does not read the IRF and the catalogues twice.
+    """
+
+    def __init__(self, cfg: dict, obs_name: str | None = None,
+                 models: ObservationModels | None = None):
         from .models.profiles import cell_average_map
         from .models.tables import build_models
 
-        self.models = build_models(cfg, obs_name)
+        self.models = models if models is not None else build_models(cfg, obs_name)
         self.obs = self.models.obs
         self.mig = MigrationTables.from_irf(self.obs.irf)
         self.quad = EnergyQuadrature.build(self.obs.true.energy.edges, self.mig, self.obs.irf)
