@@ -23,6 +23,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     campaign_config,
+    stage_config,
     fetch_data,
     warm_numba,
     normalise_create,

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from .workflow_helpers import ROOT, dry_run_jobs, run_snakemake, snakemake_argv, snakemake_env
+from .workflow_helpers import (
+    ROOT,
+    ci_config,
+    dry_run_jobs,
+    run_snakemake,
+    snakemake_argv,
+    snakemake_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +127,21 @@ def test_killed_chunk_job_reruns_and_the_summary_equals_an_undisturbed_run(
     assert any(f"--chunk 1/3 --sentinel results/ci/gc/.done/{sentinel}.1 " in s
                for s in rerun), out[-4000:]
     assert _summary(tmp_path) == _summary(reference)
+
+
+@pytest.mark.parametrize("change, expect", [
+    # a sampler setting: the sampling runs only, not hours of marginalisation
+    ({"sampler": {"nlive": 120}}, {"sample_bkg_only", "sample", "report"}),
+    # a new simulation: events onwards, not the IRF tables and normalisation
+    ({"simulation": {"seed": 12}}, {"stage_config", "events", "marginalise_create",
+                                    "marginalise_chunk", "sample_bkg_only", "sample",
+                                    "report"}),
+])
+def test_config_change_reruns_the_stages_that_read_it(reference, tmp_path, change, expect):
+    dry = run_snakemake(reference, "-n", "-c2", "--configfile", str(ci_config(tmp_path, **change)))
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0, out[-4000:]
+    assert set(dry_run_jobs(out)) == expect | {"campaign_config", "all"}, out[-4000:]
 
 
 def test_deleted_chunk_sentinel_reruns_that_chunk_alone(reference):

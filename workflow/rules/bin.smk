@@ -4,7 +4,7 @@
 
 rule bin:
     input:
-        cfg=CAMPAIGN_CONFIG,
+        cfg=stage_config("bin"),
         events=events_file,
         warm=ancient(NUMBA_WARM),
     output:

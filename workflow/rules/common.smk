@@ -88,6 +88,62 @@ _venv_mpiexec = Path(sys.executable).parent / "mpiexec"
 MPIEXEC = str(_venv_mpiexec) if _venv_mpiexec.exists() else "mpiexec"
 
 
+# What each stage reads of the campaign. A stage's jobs read the resolved config from
+# its own copy, rewritten (rule stage_config, Snakemake's params trigger) only when the
+# digest of that part changes, so that a new sampler setting or prior range re-runs the
+# sampling only, not hours of marginalisation. (A params trigger on the stage rules
+# themselves would not fire: Snakemake does not check the provenance of jobs downstream
+# of a job that already must run.) Paths are dotted; the DM spectra follow the mass prior.
+_NOT_UPSTREAM = ["sampler", "likelihood"] + [
+    f"priors.{k}" for k in config["priors"] if k != "mass_TeV"
+]
+STAGE_IGNORES = {
+    "fetch_data": [
+        "roi",
+        "true_grid",
+        "dark_matter",
+        "backgrounds",
+        "simulation",
+        "mixture",
+        "marginalisation",
+        "normalisation",
+        "priors",
+    ]
+    + _NOT_UPSTREAM,
+    "tabulate": ["simulation", "mixture", "normalisation", "marginalisation.chunks"]
+    + _NOT_UPSTREAM,
+    "normalise": ["simulation", "mixture", "marginalisation.chunks"] + _NOT_UPSTREAM,
+    "events": ["normalisation", "marginalisation.chunks"] + _NOT_UPSTREAM,
+    "marginalise": ["normalisation"] + _NOT_UPSTREAM,
+    # bin reads likelihood.binned
+    "bin": ["normalisation", "sampler"] + _NOT_UPSTREAM[2:],
+}
+
+
+def stage_digest(stage: str) -> str:
+    """Digest of the resolved campaign without the fields `stage` cannot depend on."""
+    part = yaml.safe_load(RESOLVED)
+    for path in STAGE_IGNORES.get(stage, []):
+        *head, last = path.split(".")
+        node = part
+        for key in head:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return hashlib.sha256(yaml.safe_dump(part, sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
+
+
+def stage_config(stage: str) -> str:
+    """The resolved config as the stage's jobs read it (see STAGE_IGNORES)."""
+    return f"{R}/.config/{stage}.yaml"
+
+
+wildcard_constraints:
+    stage="|".join(STAGE_IGNORES),
+
+
 def write_campaign_config(path: str, log: str, digest: str) -> None:
     """The resolved campaign for the jobs; it must read back as the same campaign."""
     Path(path).write_text(RESOLVED)

@@ -13,9 +13,21 @@ rule campaign_config:
         write_campaign_config(output[0], log[0], params.digest)
 
 
+rule stage_config:
+    # rewritten when the part of the campaign its stage reads changes
+    output:
+        f"{R}/.config/{{stage}}.yaml",
+    params:
+        digest=lambda w: stage_digest(w.stage),
+    log:
+        f"{R}/logs/stage_config/{{stage}}.log",
+    run:
+        write_campaign_config(output[0], log[0], params.digest)
+
+
 rule fetch_data:
     input:
-        cfg=CAMPAIGN_CONFIG,
+        cfg=stage_config("fetch_data"),
     output:
         touch(DATA_OK),
     log:

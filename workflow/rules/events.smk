@@ -4,7 +4,7 @@
 
 rule events:
     input:
-        cfg=CAMPAIGN_CONFIG,
+        cfg=stage_config("events"),
         data=DATA_OK,
         warm=ancient(NUMBA_WARM),
         dl3=dl3_input,

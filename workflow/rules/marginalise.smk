@@ -4,7 +4,7 @@
 
 rule marginalise_create:
     input:
-        cfg=CAMPAIGN_CONFIG,
+        cfg=stage_config("marginalise"),
         events=events_file,
         warm=ancient(NUMBA_WARM),
     output:
@@ -20,7 +20,7 @@ rule marginalise_create:
 
 rule marginalise_chunk:
     input:
-        cfg=CAMPAIGN_CONFIG,
+        cfg=stage_config("marginalise"),
         created=f"{DONE}/marginals.created",
         warm=ancient(NUMBA_WARM),
     output:

@@ -4,7 +4,7 @@
 
 rule normalise_create:
     input:
-        cfg=CAMPAIGN_CONFIG,
+        cfg=stage_config("normalise"),
         data=DATA_OK,
         warm=ancient(NUMBA_WARM),
     output:
@@ -20,7 +20,7 @@ rule normalise_create:
 
 rule normalise_chunk:
     input:
-        cfg=CAMPAIGN_CONFIG,
+        cfg=stage_config("normalise"),
         created=f"{DONE}/norm.created",
         warm=ancient(NUMBA_WARM),
     output:

@@ -3,7 +3,7 @@
 
 rule tabulate:
     input:
-        cfg=CAMPAIGN_CONFIG,
+        cfg=stage_config("tabulate"),
         data=DATA_OK,
     output:
         directory(f"{R}/{{obs}}/tables.zarr"),
