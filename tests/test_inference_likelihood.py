@@ -93,11 +93,11 @@ def test_banded_equals_dense_and_thread_independent(events):
 
 
 def _interval_ok(x, w, names, truths):
-    from gammadm.inference.summary import _quantile
+    from gammadm.inference.summary import weighted_quantile
 
     for j, n in enumerate(names):
         if n in truths:
-            lo, hi = _quantile(x[:, j], w, 0.005), _quantile(x[:, j], w, 0.995)
+            lo, hi = weighted_quantile(x[:, j], w, 0.005), weighted_quantile(x[:, j], w, 0.995)
             assert lo <= truths[n] <= hi, (n, lo, truths[n], hi)
 
 

@@ -160,6 +160,28 @@ def _check_semantics(cfg: dict) -> None:
             raise ConfigError(f"priors.{name}", "low must be below high")
         if kind == "log_uniform" and prior["low"] <= 0:
             raise ConfigError(f"priors.{name}.low", "a log-uniform prior needs low > 0")
+    _check_upper_limits(cfg)
+
+
+def _check_upper_limits(cfg: dict) -> None:
+    """Upper limits need rates mode, masses inside the mass prior, and a bounded
+    <sigma v> prior (its low and high bound both limit priors)."""
+    masses = cfg["upper_limits"]["masses_TeV"]
+    if not masses:
+        return
+    if cfg["likelihood"]["mode"] != "rates":
+        raise ConfigError("upper_limits.masses_TeV", "upper limits on <sigma v> need "
+                          "likelihood.mode 'rates'")
+    sv = cfg["priors"]["sigmav_cm3_s"]
+    if sv["type"] not in ("uniform", "log_uniform") or sv["low"] <= 0:
+        raise ConfigError("priors.sigmav_cm3_s", "upper limits need a uniform or log-uniform "
+                          "<sigma v> prior with 0 < low < high (the limits' prior range)")
+    m = cfg["priors"]["mass_TeV"]
+    if m["type"] in ("uniform", "log_uniform"):
+        for i, mass in enumerate(masses):
+            if not m["low"] <= mass <= m["high"]:
+                raise ConfigError(f"upper_limits.masses_TeV[{i}]", f"{mass} TeV is outside "
+                                  f"the mass prior's range [{m['low']}, {m['high']}] TeV")
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> dict:

@@ -199,7 +199,8 @@ def _fmt(v) -> str:
 
 
 def summary_text(label: str, summary: dict) -> list[str]:
-    """Lines of one posterior: parameters with median and intervals; evidences."""
+    """Lines of one posterior: parameters with median and intervals; evidences; upper
+    limits on <sigma v> at fixed masses (if any)."""
     rows = [f"== {label} ({summary['mode']} mode, {summary['n_events']} events) ==",
             f"{'parameter':<24}{'median':>12}{'68% interval':>26}{'95% interval':>26}"
             f"{'truth':>12}{'realised':>12}"]
@@ -216,6 +217,12 @@ def summary_text(label: str, summary: dict) -> list[str]:
     bf = summary.get("log_bayes_factor")
     rows.append(f"ln Bayes factor         {_fmt(bf)}"
                 + ("" if bf is None else f"  (Bayes factor {np.exp(min(bf, 700)):.4g})"))
+    ul = summary.get("upper_limits")
+    for lim in (ul or {}).get("limits", []):
+        rows.append(f"{ul['credibility']:.0%} upper limit on {ul['parameter']} at m = "
+                    f"{lim['mass_TeV']:g} TeV: {lim['uniform']:.4g} "
+                    f"({ul['priors']['uniform']}), {lim['log_uniform']:.4g} "
+                    f"({ul['priors']['log_uniform']})")
     return rows + [""]
 
 

@@ -94,7 +94,7 @@ MPIEXEC = str(_venv_mpiexec) if _venv_mpiexec.exists() else "mpiexec"
 # sampling only, not hours of marginalisation. (A params trigger on the stage rules
 # themselves would not fire: Snakemake does not check the provenance of jobs downstream
 # of a job that already must run.) Paths are dotted; the DM spectra follow the mass prior.
-_NOT_UPSTREAM = ["sampler", "likelihood"] + [
+_NOT_UPSTREAM = ["sampler", "likelihood", "upper_limits", "sbc"] + [
     f"priors.{k}" for k in config["priors"] if k != "mass_TeV"
 ]
 STAGE_IGNORES = {
@@ -116,7 +116,7 @@ STAGE_IGNORES = {
     "events": ["normalisation", "marginalisation.chunks"] + _NOT_UPSTREAM,
     "marginalise": ["normalisation"] + _NOT_UPSTREAM,
     # bin reads likelihood.binned
-    "bin": ["normalisation", "sampler"] + _NOT_UPSTREAM[2:],
+    "bin": ["normalisation"] + [p for p in _NOT_UPSTREAM if p != "likelihood"],
 }
 
 

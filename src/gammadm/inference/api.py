@@ -171,6 +171,9 @@ def _build(spec: StoreModelSpec) -> Model:
     rank, size = spec.shard
     arrays, spectral = [], []
     dm = DarkMatterModel.from_config(cfg) if spec.signal else None
+    # observations of one ROI have the same energy sub-intervals: one table serves them
+    # all (building one takes seconds: the spectra by quadrature at every mass node)
+    tables: dict[tuple[bytes, bytes], SpectralTable] = {}
     for name, norm, marg in spec.stores:
         if spec.binned:
             a = _bin_shard(load_binned_observation(norm, Path(norm).parent / "binned.zarr",
@@ -179,8 +182,13 @@ def _build(spec: StoreModelSpec) -> Model:
             n = int(zarr.open_group(marg, mode="r").attrs["n_events"])
             a = load_observation(norm, marg, chunk_range(n, rank, size), name=name)
         arrays.append(a)
-        spectral.append(SpectralTable(dm, a.sub_edges, a.line_energies, _mass_range(cfg, dm))
-                        if dm is not None else None)
+        if dm is None:
+            spectral.append(None)
+            continue
+        key = (a.sub_edges.tobytes(), a.line_energies.tobytes())
+        if key not in tables:
+            tables[key] = SpectralTable(dm, a.sub_edges, a.line_energies, _mass_range(cfg, dm))
+        spectral.append(tables[key])
     return model_from_arrays(arrays, cfg, spectral, spec.signal)
 
 

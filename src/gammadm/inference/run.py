@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ..config import ConfigError
 from .api import StoreModelSpec, _build, model_from_results, store_paths
+from .limits import upper_limits
 from .sampler import SamplerSettings, checkpoint_path, run_dynesty
 from .summary import (posterior_table, realised_fractions, weighted_samples, write_corner,
                       write_samples, write_summary)
@@ -93,10 +95,34 @@ def _realised(cfg: dict, results: Path, stores, mode: str) -> dict:
     return realised_fractions(cfg["mixture"], dict(zip(ev.mc_components, counts.tolist())))
 
 
+@contextmanager
+def _likelihood_and_pool(mode: str, spec: StoreModelSpec, model):
+    """(likelihood, pool) of rank 0 for the parallel mode: the model's likelihood and
+    an MPI pool (proposal), the data-parallel likelihood (data; the workers are
+    released on leaving), or the model's likelihood alone (serial). Proposal workers get
+    (None, None) once rank 0 has left the block."""
+    if mode == "proposal":
+        from mpi4py import MPI
+        from mpi4py.futures import MPICommExecutor
+
+        with MPICommExecutor(MPI.COMM_WORLD, root=0) as pool:
+            yield (model.loglike, pool) if pool is not None else (None, None)
+    elif mode == "data":
+        from .parallel import DataParallelLikelihood
+
+        like = DataParallelLikelihood.from_spec(spec)
+        try:
+            yield like, None
+        finally:
+            like.release_workers()
+    else:
+        yield model.loglike, None
+
+
 def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
                background_only: bool = False, bkg_evidence: Path | None = None) -> int:
     """Run `gammadm sample`; returns the exit status (0, or raises)."""
-    from .parallel import (DataParallelLikelihood, check_world, ignore_sigterm, serve_data)
+    from .parallel import check_world, ignore_sigterm, serve_data
 
     t0 = time.monotonic()
     stores = store_paths(cfg, results, obs)
@@ -121,26 +147,16 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     label = "signal" if signal else "bkg_only"
     ckpt = checkpoint_path(out, label)
     extra = spec.config_json + repr(spec.stores)
-    if mode == "proposal":
-        from mpi4py import MPI
-        from mpi4py.futures import MPICommExecutor
-
-        with MPICommExecutor(MPI.COMM_WORLD, root=0) as pool:
-            if pool is None:  # a worker: served proposals until rank 0 left the block
-                return 0
-            res, n_calls = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings,
-                              ckpt, pool=pool, fingerprint_extra=extra)
-    elif mode == "data":
-        like = DataParallelLikelihood.from_spec(spec)
-        try:
-            res, n_calls = run_dynesty(like, model.prior, model.ndim, model.names, settings, ckpt,
-                              fingerprint_extra=extra)
-        finally:
-            like.release_workers()
-    else:
-        res, n_calls = run_dynesty(model.loglike, model.prior, model.ndim, model.names, settings, ckpt,
-                          fingerprint_extra=extra)
-    t_sample = time.monotonic() - t0 - t_load
+    with _likelihood_and_pool(mode, spec, model) as (like, pool):
+        if like is None:  # an MPI proposal worker: served until rank 0 left the block
+            return 0
+        res, n_calls = run_dynesty(like, model.prior, model.ndim, model.names, settings,
+                                   ckpt, pool=pool, fingerprint_extra=extra)
+        t_sample = time.monotonic() - t0 - t_load
+        # at fixed masses, by the same likelihood, pool and settings (rates mode)
+        limits = (upper_limits(like, model.prior, cfg, settings, out, extra, pool)
+                  if signal and cfg["likelihood"]["mode"] == "rates" else None)
+    t_limits = time.monotonic() - t0 - t_load - t_sample
     out.mkdir(parents=True, exist_ok=True)
     log_z, log_z_err = float(res.logz[-1]), float(res.logzerr[-1])
     if background_only:
@@ -168,15 +184,22 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
         "log_evidence": log_z, "log_evidence_err": log_z_err,
         "log_evidence_bkg_only": bkg["log_evidence"] if bkg else None,
         "log_bayes_factor": (log_z - bkg["log_evidence"]) if bkg else None,
-        "upper_limits": None, "n_likelihood_calls": n_calls,
+        "upper_limits": limits, "n_likelihood_calls": n_calls,
         "sampler": settings.as_dict(),
         "wall_seconds": {},
     }
     write_samples(out / "samples.npz", res, x, w, names)
     write_corner(out / "corner.png", x, w, names, truths)
-    summary["wall_seconds"] = {"load": round(t_load, 3), "sample": round(t_sample, 3),
-                               "write": round(time.monotonic() - t0 - t_load - t_sample, 3)}
+    wall = {"load": t_load, "sample": t_sample}
+    if limits is not None:
+        wall["upper_limits"] = t_limits
+    wall["write"] = time.monotonic() - t0 - t_load - t_sample - t_limits
+    summary["wall_seconds"] = {k: round(v, 3) for k, v in wall.items()}
     write_summary(out / "summary.json", summary)
     print(f"wrote {out / 'summary.json'}: ln Z = {log_z:.3f} +- {log_z_err:.3f}, "
           f"{n_calls} likelihood calls, {t_sample:.1f} s sampling")
+    for lim in (limits or {}).get("limits", []):
+        print(f"  {limits['credibility']:.0%} upper limit on <sigma v> at m = "
+              f"{lim['mass_TeV']:g} TeV: {lim['uniform']:.3g} (uniform prior), "
+              f"{lim['log_uniform']:.3g} (log-uniform) cm^3 s^-1")
     return 0

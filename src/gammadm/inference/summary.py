@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import load_schema
 
-__all__ = ["QUANTILES", "posterior_table", "weighted_samples", "write_summary",
+__all__ = ["QUANTILES", "posterior_table", "weighted_quantile", "weighted_samples", "write_summary",
            "write_samples", "write_corner", "realised_fractions"]
 
 #: Reported quantiles (percent) of every parameter.
@@ -40,7 +40,9 @@ def weighted_samples(results, model) -> tuple[np.ndarray, np.ndarray, list[str],
     return x, w, names, flags
 
 
-def _quantile(v: np.ndarray, w: np.ndarray, q: float) -> float:
+def weighted_quantile(v: np.ndarray, w: np.ndarray, q: float) -> float:
+    """The q quantile (0 <= q <= 1) of samples v with weights w (any normalisation),
+    interpolated linearly in the weighted empirical CDF."""
     order = np.argsort(v, kind="stable")
     cdf = np.cumsum(w[order])
     cdf /= cdf[-1]
@@ -51,7 +53,7 @@ def posterior_table(x, w, names, flags, truths: dict, realised: dict) -> dict:
     """The summary's ``parameters`` block."""
     out = {}
     for j, (name, der) in enumerate(zip(names, flags)):
-        entry = {f"p{q:g}": _quantile(x[:, j], w, q / 100) for q in QUANTILES}
+        entry = {f"p{q:g}": weighted_quantile(x[:, j], w, q / 100) for q in QUANTILES}
         entry["mean"] = float(np.sum(w * x[:, j]))
         entry["truth"] = truths.get(name)
         entry["realised"] = realised.get(name)
