@@ -20,6 +20,11 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/report.smk"
 
 
+if SBC:
+
+    include: "workflow/rules/sbc.smk"
+
+
 localrules:
     all,
     campaign_config,
@@ -35,5 +40,5 @@ rule all:
         final_outputs(),
         # the chunk sentinels as well: Snakemake does not re-create a missing file whose
         # consumers are up to date, and a deleted sentinel must re-run its chunk job
-        all_products(),
+        target_products(),
     default_target: True

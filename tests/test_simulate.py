@@ -1,10 +1,12 @@
-"""Simulation from the continuous model: fixed counts, MC truth, and closure with mu_k."""
+"""Simulation from the continuous model: fixed and multinomial counts, MC truth, and
+closure with mu_k."""
 
 import numpy as np
 import pytest
 
 from gammadm.config import load_config
-from gammadm.events.simulate import build_components, fixed_counts, simulate
+from gammadm.events.simulate import (build_components, fixed_counts, multinomial_counts,
+                                     simulate, simulate_observation)
 from gammadm.expected import dm_expected, subinterval_terms
 from gammadm.normalise import NormContext
 
@@ -128,3 +130,24 @@ def test_gaussian_sources_follow_the_exposure_across_their_extent():
         p = chisquare(np.append(obs_c, rest),
                       np.append(expect, 40000 - expect.sum())).pvalue
         assert p > 1e-3, p
+
+
+def test_multinomial_counts_have_the_mixture_mean_and_variance(ctx):
+    """Multinomial mode: counts sum to n_events, with mean n W_k and variance
+    n W_k (1 - W_k) over draws (fixed counts would have none); the simulated list has
+    exactly the drawn counts."""
+    cfg = load_config(ROOT / "config" / "ci.yaml")
+    w = {"DM": 0.5, "CCR": 0.35, "HGPS": 0.1, "diffuse": 0.05}
+    rng = np.random.default_rng(12)
+    draws = [multinomial_counts(rng, cfg, 200) for _ in range(4000)]
+    assert all(sum(d.values()) == 200 and set(d) == set(w) for d in draws)
+    for k, wk in w.items():
+        c = np.array([d[k] for d in draws])
+        var = 200 * wk * (1 - wk)
+        assert abs(c.mean() - 200 * wk) < 4 * np.sqrt(var / c.size), k
+        assert c.var() == pytest.approx(var, rel=0.1), k
+    cfg["simulation"].update(mode="multinomial", n_events=120)
+    ev = simulate_observation(np.random.default_rng(3), cfg, ctx)
+    want = multinomial_counts(np.random.default_rng(3), cfg, 120)
+    got = dict(zip(ev.mc_components, np.bincount(ev.mc["component"], minlength=4).tolist()))
+    assert got == want and ev.n == 120

@@ -213,24 +213,15 @@ def cmd_simulate(args) -> int:
     import numpy as np
 
     from .events import write_events, write_index
-    from .events.simulate import build_components, fixed_counts, simulate
-    from .expected import ccr_expected
+    from .events.simulate import simulate_observation
     from .normalise import NormContext
 
     cfg = _load(args)
     obs_name, out = _stage_output(cfg, args, "events.fits")
-    sim = cfg["simulation"]
     obs_cfg = next(o for o in cfg["observations"] if o["name"] == obs_name)
     ctx = NormContext(cfg, obs_name)
-    amp = sim["sigmav_cm3_s"] or 3e-26  # fixed mode: only the shapes matter
-    comps = build_components(ctx, sim["mass_TeV"], amp, sim["background_scale"])
-    ccr = next((b["name"] for b in cfg["backgrounds"] if b["model"] == "ccr"), None)
-    if sim["mode"] == "fixed":
-        counts = fixed_counts(cfg, sim["n_events"])
-    else:
-        counts = {ccr: ccr_expected(ctx.obs) * sim["background_scale"]} if ccr else {}
-    rng = np.random.default_rng([sim["seed"], obs_cfg["events"]["seed"]])
-    ev = simulate(rng, ctx.obs, ctx.mig, ctx.quad, comps, counts, sim["mode"], ccr)
+    rng = np.random.default_rng([cfg["simulation"]["seed"], obs_cfg["events"]["seed"]])
+    ev = simulate_observation(rng, cfg, ctx)
     ev.site = obs_cfg["irf"]["site"]
     write_events(out, ev)
     write_index(out.parent, [out], ctx.obs.irf.path)
@@ -412,6 +403,52 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _sbc_config(args, command: str):
+    """The campaign of an SBC command; None after a one-line error if it has no sweep."""
+    cfg = _load(args)
+    if "sbc" not in cfg:
+        print(f"gammadm {command}: error: {args.config} has no 'sbc' section", file=sys.stderr)
+    return cfg if "sbc" in cfg else None
+
+
+def cmd_sbc_replica(args) -> int:
+    """One replica of a calibration sweep: draw the truth from the priors, simulate,
+    marginalise, sample, and write the ranks of the truths among posterior draws."""
+    from .sbc import run_replica
+
+    cfg = _sbc_config(args, "sbc-replica")
+    if cfg is None:
+        return 2
+    obs = cfg["observations"][0]["name"]
+    norm = Path(args.norm or f"{args.results}/{cfg['campaign']}/{obs}/norm.zarr")
+    out = Path(args.out or f"{args.results}/{cfg['campaign']}/sbc/replicas/{args.replica}.json")
+    record = run_replica(cfg, norm, args.replica)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}: truth {record['truth']}, ranks {record['ranks']} of "
+          f"{record['posterior_draws']} ({record['wall_seconds']['total']:.1f} s)")
+    return 0
+
+
+def cmd_sbc_ranks(args) -> int:
+    """Rank histograms and KS tests of a calibration sweep from its replica records."""
+    from .sbc import plot_rank_histograms, read_records, summarise
+
+    cfg = _sbc_config(args, "sbc-ranks")
+    if cfg is None:
+        return 2
+    sbc = cfg["sbc"]
+    summary = {"campaign": cfg["campaign"],
+               **summarise(read_records(args.replicas), sbc["posterior_draws"], sbc["bins"])}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    plot_rank_histograms(summary, args.figure, f"{cfg['campaign']}: SBC rank histograms, "
+                         f"{summary['replicas']} replicas")
+    ks = ", ".join(f"{k} {v['ks_pvalue']:.3g}" for k, v in summary["parameters"].items())
+    print(f"wrote {args.json} and {args.figure}: {summary['replicas']} replicas; KS p: {ks}")
+    return 0
+
+
 def _stage_parser(sub, name: str, help_text: str, output: str, func):
     """A per-observation stage: --config, --obs and --out (default under results/)."""
     p = sub.add_parser(name, help=help_text)
@@ -494,6 +531,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="results root holding {campaign}/posterior and {campaign}/{obs}/")
     rp.add_argument("--out", help="output directory (default {results}/{campaign}/report)")
     rp.set_defaults(func=cmd_report)
+    sr = sub.add_parser("sbc-replica", help="one replica of a calibration sweep (the "
+                        "config's sbc section) -> its truths and ranks (JSON)")
+    sr.add_argument("--config", default=DEFAULT_CONFIG)
+    sr.add_argument("--replica", type=int, required=True, help="replica index (seeds it)")
+    sr.add_argument("--norm", help="the observation's norm.zarr (default under --results)")
+    sr.add_argument("--results", default="results", help="results root")
+    sr.add_argument("--out", help="output JSON (default {results}/{campaign}/sbc/replicas/"
+                    "{replica}.json)")
+    sr.set_defaults(func=cmd_sbc_replica)
+    sk = sub.add_parser("sbc-ranks", help="rank histograms and KS p-values of a "
+                        "calibration sweep -> JSON and PNG")
+    sk.add_argument("--config", default=DEFAULT_CONFIG)
+    sk.add_argument("--json", required=True, help="output JSON")
+    sk.add_argument("--figure", required=True, help="output PNG of the rank histograms")
+    sk.add_argument("replicas", nargs="+", help="replica records of gammadm sbc-replica")
+    sk.set_defaults(func=cmd_sbc_ranks)
     w = sub.add_parser("warm-numba", help="compile the numba kernels into their cache once")
     w.add_argument("--config", default=DEFAULT_CONFIG)
     w.add_argument("--sentinel", help="file to touch when done")

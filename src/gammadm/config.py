@@ -143,6 +143,14 @@ def _check_semantics(cfg: dict) -> None:
         leaves = mixture_leaves(cfg["mixture"])
         if sorted(leaves) != sorted(comps):
             raise ConfigError("mixture", f"leaves {sorted(leaves)} must be the components {sorted(comps)}")
+    if "sbc" in cfg:
+        sbc = cfg["sbc"]
+        if cfg["likelihood"]["mode"] != "fractions":
+            raise ConfigError("sbc", "the calibration sweep simulates fractions mode's "
+                              "generative model; set likelihood.mode to 'fractions'")
+        if (sbc["posterior_draws"] + 1) % sbc["bins"]:
+            raise ConfigError("sbc.bins", f"{sbc['bins']} bins do not divide the "
+                              f"{sbc['posterior_draws'] + 1} possible ranks")
     spec = cfg["dark_matter"]["spectrum"]
     if spec["model"] == "channel" and not spec["channel"]:
         raise ConfigError("dark_matter.spectrum.channel", "required when spectrum.model is 'channel'")

@@ -37,6 +37,8 @@ OBS = [o["name"] for o in config["observations"]]
 N_NORM = config["normalisation"]["chunks"]
 N_MARG = config["marginalisation"]["chunks"]
 TASKS = config["sampler"]["tasks"]
+# a calibration sweep (workflow/rules/sbc.smk) instead of one posterior
+SBC = "sbc" in config
 # the resolved config (defaults and --config overrides included) that every job reads
 CAMPAIGN_CONFIG = f"{R}/config.yaml"
 RESOLVED = yaml.safe_dump(dict(config), sort_keys=True)
@@ -167,12 +169,17 @@ def dl3_input(wildcards) -> list[str]:
     return [ev["file"]] if ev["source"] == "dl3" else []
 
 
+def norm_products(obs: str) -> list[str]:
+    """The chunk sentinels of an observation's norm.zarr: the store, complete."""
+    return [f"{DONE.format(obs=obs)}/norm.{i}" for i in range(N_NORM)]
+
+
 def observation_products(obs: str) -> list[str]:
     """Everything `sample` reads of one observation: its stores, complete."""
     done = DONE.format(obs=obs)
     return (
         [f"{R}/{obs}/tables.zarr"]
-        + [f"{done}/norm.{i}" for i in range(N_NORM)]
+        + norm_products(obs)
         + [f"{done}/marginals.{i}" for i in range(N_MARG)]
         # binned.zarr when the likelihood is binned for sure (auto decides at run time
         # from the event count; `gammadm sample` then names the missing store)
@@ -182,6 +189,12 @@ def observation_products(obs: str) -> list[str]:
 
 def all_products(wildcards=None) -> list[str]:
     return [p for obs in OBS for p in observation_products(obs)]
+
+
+def target_products() -> list[str]:
+    """The chunk sentinels the default target requires: all of them, or, for a
+    calibration sweep, those of norm.zarr (the one store its replicas share)."""
+    return [p for obs in OBS for p in norm_products(obs)] if SBC else all_products()
 
 
 def posterior_dir(target: str) -> str:
@@ -213,7 +226,15 @@ def report_outputs(wrap: bool = False) -> list:
     return out
 
 
+# a calibration sweep's rank statistics and rank histograms (workflow/rules/sbc.smk)
+SBC_DIR = f"{R}/sbc"
+SBC_RANKS = f"{SBC_DIR}/ranks.json"
+SBC_FIGURE = f"{SBC_DIR}/rank_histograms.png"
+
+
 def final_outputs() -> list[str]:
+    if SBC:
+        return [SBC_RANKS, SBC_FIGURE]
     return posterior_outputs() + report_outputs()
 
 

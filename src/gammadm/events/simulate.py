@@ -10,7 +10,9 @@ plane) give the reconstructed event; those inside the ROI are kept. CCR events a
 drawn in reconstructed space from B T over the ROI.
 
 Poisson mode draws Poisson(Lambda_k) true photons per component (the kept count is
-then Poisson(mu_k)); fixed mode draws until n_k events of component k are in the ROI.
+then Poisson(mu_k)); fixed mode draws until n_k events of component k are in the ROI;
+multinomial mode does the same with (n_k) ~ Multinomial(n, W), the generative model of
+the fractions likelihood (each event's component drawn with the leaf weights W_k).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..expected import gaussian_cell_mass, spectral_average
+from ..expected import ccr_expected, gaussian_cell_mass, spectral_average
 from ..geometry import cell_solid_angle, wrap_lon
 from ..instrument.normalisation import EnergyQuadrature, MigrationTables, cell_offsets
 from ..instrument.reach import angular_offset
@@ -27,7 +29,7 @@ from ..observation import Observation, fov_coordinates
 from .dl3 import EventData
 
 __all__ = ["TrueComponent", "build_components", "draw_true", "apply_irf", "draw_ccr",
-           "simulate", "fixed_counts"]
+           "simulate", "fixed_counts", "multinomial_counts", "simulate_observation"]
 
 
 @dataclass
@@ -327,9 +329,9 @@ def _hgps_components(ctx, name: str, scale: float) -> list[TrueComponent]:
     return out
 
 
-def fixed_counts(cfg: dict, n_events: int) -> dict:
-    """ROI events per component from the mixture tree's nominal values (largest
-    remainder rounding, so they sum to n_events)."""
+def _leaf_weights(mixture: list[dict]) -> dict:
+    """W_k of every leaf of a config mixture tree: the product of the node values along
+    its path."""
     weights = {}
 
     def walk(nodes, w):
@@ -339,10 +341,43 @@ def fixed_counts(cfg: dict, n_events: int) -> dict:
             else:
                 weights[node["name"]] = w * node["value"]
 
-    walk(cfg["mixture"], 1.0)
-    raw = {k: v * n_events for k, v in weights.items()}
+    walk(mixture, 1.0)
+    return weights
+
+
+def fixed_counts(cfg: dict, n_events: int) -> dict:
+    """ROI events per component from the mixture tree's nominal values (largest
+    remainder rounding, so they sum to n_events)."""
+    raw = {k: v * n_events for k, v in _leaf_weights(cfg["mixture"]).items()}
     counts = {k: int(np.floor(v)) for k, v in raw.items()}
     rest = n_events - sum(counts.values())
     for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[:rest]:
         counts[k] += 1
     return counts
+
+
+def multinomial_counts(rng: np.random.Generator, cfg: dict, n_events: int) -> dict:
+    """ROI events per component drawn from Multinomial(n_events, W), W the mixture
+    tree's leaf weights: the counts the fractions likelihood implies for n_events
+    events (fixed counts would make the simulation tighter than the model)."""
+    weights = _leaf_weights(cfg["mixture"])
+    p = np.array(list(weights.values()))
+    n = rng.multinomial(n_events, p / p.sum())
+    return dict(zip(weights, n.tolist()))
+
+
+def simulate_observation(rng: np.random.Generator, cfg: dict, ctx) -> EventData:
+    """One observation's events as the campaign's ``simulation`` section asks (truth
+    ``mass_TeV``; fixed, multinomial or Poisson counts), from a `NormContext`."""
+    sim = cfg["simulation"]
+    amp = sim["sigmav_cm3_s"] or 3e-26  # fractions: only the shapes matter
+    comps = build_components(ctx, sim["mass_TeV"], amp, sim["background_scale"])
+    ccr = next((b["name"] for b in cfg["backgrounds"] if b["model"] == "ccr"), None)
+    if sim["mode"] == "fixed":
+        counts = fixed_counts(cfg, sim["n_events"])
+    elif sim["mode"] == "multinomial":
+        counts = multinomial_counts(rng, cfg, sim["n_events"])
+    else:
+        counts = {ccr: ccr_expected(ctx.obs) * sim["background_scale"]} if ccr else {}
+    mode = "poisson" if sim["mode"] == "poisson" else "fixed"
+    return simulate(rng, ctx.obs, ctx.mig, ctx.quad, comps, counts, mode, ccr)

@@ -45,7 +45,7 @@ from .spectral import DMTerms, SpectralTable
 from .tree import MixtureTree
 
 __all__ = ["Model", "FunctionSpectrum", "StoreModelSpec", "model_from_arrays",
-           "model_from_results", "store_paths", "build_priors"]
+           "model_from_results", "model_from_stores", "store_paths", "build_priors"]
 
 
 @dataclass
@@ -230,7 +230,15 @@ def model_from_results(cfg: dict, results: str | Path = "results", obs: str | No
                        binned: bool = False) -> Model:
     """A `Model` from a campaign's stores: results/{campaign}/{obs}/{norm,marginals}.zarr
     (or, ``binned``, the Poisson bins of binned.zarr)."""
-    spec = StoreModelSpec(json.dumps(cfg, sort_keys=True), tuple(store_paths(cfg, results, obs)),
-                          signal, tuple(shard), binned)
+    return model_from_stores(cfg, store_paths(cfg, results, obs), signal, shard, binned)
+
+
+def model_from_stores(cfg: dict, stores: list[tuple[str, str, str]], signal: bool = True,
+                      shard: tuple = (0, 1), binned: bool = False) -> Model:
+    """A `Model` from explicit (observation, norm.zarr, marginals.zarr) paths, e.g. a
+    shared norm.zarr with the marginals of one of many simulated event lists."""
+    spec = StoreModelSpec(json.dumps(cfg, sort_keys=True),
+                          tuple(tuple(str(p) for p in s) for s in stores), signal,
+                          tuple(shard), binned)
     built = _build(spec)
     return Model(StoreLikelihood(spec), built.prior, built.tree)

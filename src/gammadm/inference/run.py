@@ -65,12 +65,13 @@ def _use_binned(cfg: dict, stores, n_total: int) -> bool:
 
 def _truths(cfg: dict, model, mode: str) -> dict:
     """Simulation truths: the mass; the nominal tree values when the simulation used the
-    tree (fixed mode); <sigma v> and the scales when it used the physical rates."""
+    tree (fixed or multinomial mode); <sigma v> and the scales when it used the physical
+    rates."""
     sim = cfg["simulation"]
     if any(o["events"]["source"] != "simulate" for o in cfg["observations"]):
         return {}
     out = {"mass_TeV": sim["mass_TeV"]}
-    if mode == "fractions" and sim["mode"] == "fixed":
+    if mode == "fractions" and sim["mode"] in ("fixed", "multinomial"):
         out.update(model.tree.nominal())
     elif mode == "rates" and sim["mode"] == "poisson":
         out["sigmav_cm3_s"] = sim["sigmav_cm3_s"]
