@@ -83,10 +83,28 @@ def test_killed_chunk_job_rerun_gives_the_same_store(tmp_path, reference):
     _run(cfg, out, "--create")
     for i in (0, 2):
         _run(cfg, out, "--chunk", f"{i}/3")
+    # Kill as soon as the job's first array chunk lands (the others are still to be
+    # written); a job too quick to catch that way is killed after half its run time.
+    first = out / "n" / "c" / "1"
+    t0 = time.monotonic()
     p = _run(cfg, out, "--chunk", "1/3", wait=False)
-    time.sleep(4.0)  # inside its computation or its writes
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    while p.poll() is None and not first.exists():
+        time.sleep(0.0005)
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    else:
+        assert p.returncode == 0, p.stderr.read()
+        run_time = time.monotonic() - t0
+        _run(cfg, out, "--create")  # a fresh store: chunks 0 and 2 again, then kill 1
+        for i in (0, 2):
+            _run(cfg, out, "--chunk", f"{i}/3")
+        p = _run(cfg, out, "--chunk", "1/3", wait=False)
+        time.sleep(run_time / 2)
+        assert p.poll() is None, "chunk job ended before it could be killed"
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    assert p.returncode == -signal.SIGKILL
     with pytest.raises(IncompleteStoreError):
         load(out)
     _run(cfg, out, "--chunk", "1/3")
