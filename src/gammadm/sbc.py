@@ -229,17 +229,24 @@ def plot_rank_histograms(summary: dict, path: str | Path, title: str = "") -> Pa
 
     plt = _plt()
     params = summary["parameters"]
-    fig, axes = plt.subplots(1, len(params), figsize=(4.2 * len(params), 3.8), squeeze=False)
+    ncol = min(len(params), 2)
+    nrow = -(-len(params) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol, 3.9 * nrow), squeeze=False)
     edges = np.linspace(0, summary["posterior_draws"] + 1, summary["bins"] + 1)
     lo, hi = summary["band_99"]
-    for ax, (name, p) in zip(axes[0], params.items()):
-        ax.axhspan(lo, hi, color="0.85", label="99 % band (uniform ranks)")
-        ax.axhline(summary["expected_per_bin"], color="0.4", lw=1)
-        ax.stairs(p["histogram"], edges, fill=True, alpha=0.7, color="C0")
+    for ax, (name, p) in zip(axes.ravel(), params.items()):
+        ax.axhspan(lo, hi, color="0.88", zorder=0, label="99 % band per bin (uniform)")
+        ax.axhline(summary["expected_per_bin"], color="0.35", lw=1, zorder=1,
+                   label="expected (uniform)")
+        ax.stairs(p["histogram"], edges, color="C0", lw=1.8, zorder=2, label="replicas")
         ax.set(xlabel=f"rank of the true {name} among {summary['posterior_draws']} draws",
                ylabel="replicas per bin", xlim=(edges[0], edges[-1]),
-               title=f"{name}: KS p = {p['ks_pvalue']:.3g}")
-    axes[0][0].legend(fontsize=8, loc="lower left")
+               ylim=(0, 1.25 * max(hi, max(p["histogram"]))),
+               title=f"{name}: KS p = {p['ks_pvalue']:.3g}, mean rank "
+                     f"{np.mean(p['ranks']):.1f} (uniform {summary['posterior_draws'] / 2:g})")
+    for ax in axes.ravel()[len(params):]:
+        ax.set_axis_off()
+    axes[0][0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title or f"SBC rank histograms, {summary['replicas']} replicas")
     return _save(plt, fig, Path(path))
 
