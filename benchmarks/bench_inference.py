@@ -5,10 +5,14 @@
    (623k calls at 0.83 % efficiency, 304 s nested sampling; PLATFORM.md).
 2. Time per likelihood call at 7e5 synthetic events (banded dark-matter kernel of width
    26 on 250 sub-intervals, three backgrounds), serial and data-parallel on 2 ranks.
+3. With ``--stores ROOT`` (a finished ``config/rates_seed.yaml`` campaign under ROOT):
+   time per call on its ~7e5 real events, the kernels read as stored (whole band rows,
+   the baseline) and without their zero ends (what the likelihood does).
 
 Usage (from the project root)::
 
     python benchmarks/bench_inference.py [--results DIR] [--skip-seed] [--skip-synthetic]
+                                         [--stores results]
 
 The data-parallel figure runs ``mpiexec -n 2 python benchmarks/bench_inference.py
 --dp-worker``.
@@ -112,6 +116,33 @@ def bench_serial() -> None:
     print(f"likelihood call, {N_EVENTS} events, serial (1 thread): {dt * 1e3:.2f} ms")
 
 
+def bench_stores(root: Path, n_calls: int = 20) -> None:
+    """The rates seed's real stores: whole band rows against compacted rows."""
+    from gammadm.config import load_config
+    from gammadm.inference.api import model_from_results
+
+    model = model_from_results(load_config(ROOT / "config" / "rates_seed.yaml"), root)
+    like = model.loglike.inner
+    term = like.terms[0]
+    a = term.a
+    n, w = a.dm_band.shape
+    nl, wl = a.line_g.shape
+    compact = term._dm, term._lines
+    whole = ((a.dm_first, np.arange(n + 1) * w, a.dm_band.ravel()),
+             (a.line_first, np.arange(nl + 1) * wl, a.line_g.ravel()))
+    kept = (compact[0][2].size + compact[1][2].size) / (a.dm_band.size + a.line_g.size)
+    figures = {}
+    for label, (dm, lines) in (("whole rows", whole), ("compacted", compact)) * 2:
+        term._dm, term._lines = dm, lines  # same values, same sums (bit for bit)
+        figures.setdefault(label, []).append(_time_calls(like, model.prior, model.ndim,
+                                                         n_calls))
+    term._dm, term._lines = compact
+    base, new = min(figures["whole rows"]), min(figures["compacted"])
+    print(f"likelihood call, rates seed ({n} events, bands {w} and {wl} wide, "
+          f"{kept:.0%} of the values kept), 1 thread: whole rows {base * 1e3:.1f} ms, "
+          f"compacted {new * 1e3:.1f} ms ({base / new:.1f}x)")
+
+
 def dp_worker() -> None:
     """Run under mpiexec: each rank holds its own shard; rank 0 times the calls."""
     from mpi4py import MPI
@@ -137,11 +168,14 @@ def main() -> None:
     p.add_argument("--results", help="results root for the seed (default: a temp dir)")
     p.add_argument("--skip-seed", action="store_true")
     p.add_argument("--skip-synthetic", action="store_true")
+    p.add_argument("--stores", help="results root of a finished rates_seed campaign")
     p.add_argument("--dp-worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.dp_worker:
         dp_worker()
         return
+    if a.stores:
+        bench_stores(Path(a.stores))
     if not a.skip_synthetic:
         bench_serial()
         mpiexec = Path(sys.executable).parent / "mpiexec"

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from ..kernels.likelihood import mixture_log_sum
-from .data import ObservationArrays
+from .data import ObservationArrays, compact_band
 from .spectral import DMTerms, SpectralTable
 from .tree import MixtureTree
 
@@ -31,6 +31,9 @@ class ObservationTerm:
         self.a = arrays
         self.spectral = spectral
         self._buf = np.empty(arrays.n)
+        # both kernels without their zero ends: the likelihood reads every value per call
+        self._dm = compact_band(arrays.dm_first, arrays.dm_band)
+        self._lines = compact_band(arrays.line_first, arrays.line_g)
         self._ln_pts = np.log(np.maximum(arrays.dm_points, 1e-300))
         # ln n_b! of Poisson bins in rates mode (a shard's own bins: part of the local sum)
         self._lfact = (float(np.sum(gammaln(arrays.weight + 1.0)))
@@ -52,9 +55,9 @@ class ObservationTerm:
         a = self.a
         if t is None:
             t = _NO_DM
-        return mixture_log_sum(a.dm_first, a.dm_band, t.s, t.line_i, t.line_t, t.line_f,
-                               a.line_g, a.line_first, float(a_dm), a.bkg, np.asarray(a_bkg, float),
-                               a.weight, self._buf) - self._lfact
+        return mixture_log_sum(*self._dm, t.s, t.line_i, t.line_t, t.line_f, *self._lines,
+                               float(a_dm), a.bkg, np.asarray(a_bkg, float), a.weight,
+                               self._buf) - self._lfact
 
 
 _NO_DM = DMTerms(np.zeros(1), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))

@@ -26,6 +26,8 @@ __all__ = ["run_sample", "BINNED_ABOVE"]
 
 #: likelihood.binned / sampler.parallel "auto" switch above this many events.
 BINNED_ABOVE = 1_000_000
+#: config sections a checkpoint's fingerprint leaves out (they do not change the run)
+_NOT_IN_FINGERPRINT = ("upper_limits", "sbc")
 
 
 def _n_events(stores) -> list[int]:
@@ -147,7 +149,10 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     t_load = time.monotonic() - t0
     label = "signal" if signal else "bkg_only"
     ckpt = checkpoint_path(out, label)
-    extra = spec.config_json + repr(spec.stores)
+    # a checkpoint stays valid across sections the posterior does not depend on (the
+    # fixed-mass limits fingerprint their own mass and prior)
+    extra = json.dumps({k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT},
+                       sort_keys=True) + repr(spec.stores)
     with _likelihood_and_pool(mode, spec, model) as (like, pool):
         if like is None:  # an MPI proposal worker: served until rank 0 left the block
             return 0

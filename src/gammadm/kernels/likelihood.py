@@ -9,11 +9,12 @@ amplitudes a = W / mu (fractions mode) or a = (<sigma v>, scale factors) (rates 
 The dark matter's term is a banded contraction with the mass-dependent spectral
 factors S_s(m),
 
-    lambda_DM(e | m) = sum_j S[first_e + j] band[e, j] + sum_lines f_l g_line(e, E_l),
+    lambda_DM(e | m) = sum_j S[first_e + j] band_e[j] + sum_lines f_l g_line(e, E_l),
 
-(a dense [n, n_sub] kernel is first = 0, width = n_sub), and the line kernel is
-interpolated in ln E between its two nodes (geometrically where both are positive, as
-`gammadm.expected.dm_expected` does on the mu side).
+(rows of any length stored back to back; a dense [n, n_sub] kernel is first = 0, every
+row n_sub long), and the line kernel is interpolated in ln E between its two nodes
+(geometrically where both are positive, as `gammadm.expected.dm_expected` does on the mu
+side).
 
 The per-event logarithms are computed in parallel into a buffer and summed serially in
 event order, without fastmath: results do not depend on the thread count.
@@ -26,7 +27,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["mixture_log_sum", "banded_dm_lambda", "pchip_rows", "line_nodes", "interp_geometric"]
+__all__ = ["mixture_log_sum", "banded_dm_lambda", "pchip_rows", "line_nodes",
+           "interp_geometric"]
 
 
 @numba.njit(cache=True, inline="always")
@@ -39,48 +41,51 @@ def interp_geometric(g0, g1, t):
 
 
 @numba.njit(cache=True, inline="always")
-def _band_value(g, e, i):
-    """Column i of a banded row (zero outside the band)."""
-    return g[e, i] if 0 <= i < g.shape[1] else 0.0
+def _row_value(ptr, values, e, i):
+    """Entry i of row e stored back to back (zero outside the row)."""
+    return values[ptr[e] + i] if 0 <= i < ptr[e + 1] - ptr[e] else 0.0
 
 
 @numba.njit(cache=True, inline="always")
-def _dm_event(e, first, band, s, line_i, line_t, line_f, line_g, line_first):
-    f0 = first[e]
+def _dm_event(e, first, ptr, values, s, line_i, line_t, line_f, lfirst, lptr, lvalues):
+    f0, p0 = first[e], ptr[e]
     acc = 0.0
-    for j in range(min(band.shape[1], s.shape[0] - f0)):  # zero beyond the last sub
-        acc += s[f0 + j] * band[e, j]
+    for j in range(min(ptr[e + 1] - p0, s.shape[0] - f0)):  # zero beyond the last sub
+        acc += s[f0 + j] * values[p0 + j]
     for q in range(line_i.shape[0]):
-        i = line_i[q] - line_first[e]
-        acc += line_f[q] * interp_geometric(_band_value(line_g, e, i),
-                                       _band_value(line_g, e, i + 1), line_t[q])
+        i = line_i[q] - lfirst[e]
+        acc += line_f[q] * interp_geometric(_row_value(lptr, lvalues, e, i),
+                                            _row_value(lptr, lvalues, e, i + 1), line_t[q])
     return acc
 
 
 @numba.njit(cache=True, parallel=True)
-def banded_dm_lambda(first, band, s, line_i, line_t, line_f, line_g, line_first, out):
+def banded_dm_lambda(first, ptr, values, s, line_i, line_t, line_f, lfirst, lptr, lvalues,
+                     out):
     """lambda_DM(e) per unit amplitude for every event into ``out`` [n]."""
     for e in numba.prange(first.shape[0]):
-        out[e] = _dm_event(e, first, band, s, line_i, line_t, line_f, line_g, line_first)
+        out[e] = _dm_event(e, first, ptr, values, s, line_i, line_t, line_f, lfirst, lptr,
+                           lvalues)
     return out
 
 
 @numba.njit(cache=True, parallel=True)
-def mixture_log_sum(first, band, s, line_i, line_t, line_f, line_g, line_first, a_dm, bkg,
-                    a_bkg, weight, buf):
+def mixture_log_sum(first, ptr, values, s, line_i, line_t, line_f, lfirst, lptr, lvalues,
+                    a_dm, bkg, a_bkg, weight, buf):
     """sum_e weight_e ln(a_dm lambda_DM(e) + sum_k a_bkg[k] bkg[e, k]).
 
     Parameters
     ----------
-    first : int64 [n]; band : float [n, w]
-        Banded dark-matter kernel (first sub-interval, values).
+    first : int64 [n]; ptr : int64 [n + 1]; values : float [ptr[-1]]
+        Banded dark-matter kernel, rows back to back: row e is ``values[ptr[e]:ptr[e+1]]``
+        from sub-interval ``first[e]`` on (`gammadm.inference.data.compact_band`).
     s : float [n_sub]
         Spectral factors S_s(m) (sub-interval averages).
     line_i : int64 [n_lines]; line_t, line_f : float [n_lines]
         Lower line-grid node, fraction in ln E to the next one, line factor.
-    line_g : float [n, w_l]; line_first : int64 [n]
-        Pointwise line kernel, banded: column j is line-grid point line_first + j
-        (dense: line_first = 0, w_l = n_points; zero columns if there are no lines).
+    lfirst, lptr, lvalues
+        Pointwise line kernel stored the same way: entry j of row e is at line-grid point
+        lfirst[e] + j (rows may be empty, e.g. if there are no lines).
     a_dm : float
         Dark-matter amplitude (0 drops the term without evaluating it).
     bkg : float [n, n_bkg]; a_bkg : float [n_bkg]
@@ -102,8 +107,8 @@ def mixture_log_sum(first, band, s, line_i, line_t, line_f, line_g, line_first, 
             continue
         tot = 0.0
         if a_dm != 0.0:
-            tot = a_dm * _dm_event(e, first, band, s, line_i, line_t, line_f, line_g,
-                                   line_first)
+            tot = a_dm * _dm_event(e, first, ptr, values, s, line_i, line_t, line_f,
+                                   lfirst, lptr, lvalues)
         for k in range(bkg.shape[1]):
             tot += a_bkg[k] * bkg[e, k]
         buf[e] = weight[e] * math.log(tot) if tot > 0.0 else -np.inf
