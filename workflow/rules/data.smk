@@ -9,8 +9,10 @@ rule campaign_config:
         digest=hashlib.sha256(RESOLVED.encode()).hexdigest()[:16],
     log:
         f"{R}/logs/campaign_config.log",
-    run:
-        write_campaign_config(output[0], log[0], params.digest)
+    conda:
+        ENV
+    shell:
+        config_copy_command("resolved config")
 
 
 rule stage_config:
@@ -21,8 +23,10 @@ rule stage_config:
         digest=lambda w: stage_digest(w.stage),
     log:
         f"{R}/logs/stage_config/{{stage}}.log",
-    run:
-        write_campaign_config(output[0], log[0], params.digest)
+    conda:
+        ENV
+    shell:
+        config_copy_command("copy for stage {wildcards.stage}")
 
 
 rule fetch_data:
