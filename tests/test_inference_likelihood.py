@@ -34,6 +34,15 @@ def test_fractions_value(events):
             _fractions_reference(events, *th), rel=1e-12)
 
 
+def test_fractions_off_the_simplex_are_refused(events):
+    """Fractions outside [0, 1] make an unnormalised mixture that can out-score every
+    valid one (the last sibling is clipped at 0): the likelihood refuses them."""
+    model = model_from_arrays([toy.arrays(events)], toy.config(), [toy.SPECTRUM])
+    for th in ([0.6, 1.2, 0.5], [0.6, 0.3, -0.1], [0.6, 0.3, 1.0 + 1e-9]):
+        assert model.loglike(np.array(th)) == -1e300, th
+    assert model.loglike(np.array([0.6, 0.3, 1.0])) > -1e300  # on the edge: valid
+
+
 def test_rates_value_unbinned_and_binned(events):
     model = model_from_arrays([toy.arrays(events)], toy.config("rates"), [toy.SPECTRUM])
     assert model.names == ["mass_TeV", "sigmav_cm3_s", "scale_b1_toy", "scale_b2_toy"]

@@ -65,3 +65,21 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     with pytest.raises(CheckpointMismatch, match="other settings"):
         run_dynesty(model.loglike, model.prior, model.ndim, model.names,
                     SamplerSettings(nlive=31, dlogz=2.0, seed=3), ck)
+
+
+def test_checkpoint_fingerprint_ignores_sections_the_posterior_does_not_read():
+    import copy
+
+    from gammadm.config import load_config
+    from gammadm.inference.run import checkpoint_fingerprint
+
+    cfg = load_config(ROOT / "config" / "ci.yaml")
+    stores = (("gc", "n.zarr", "m.zarr"),)
+    base = checkpoint_fingerprint(cfg, stores)
+    other = copy.deepcopy(cfg)
+    other["upper_limits"] = {"masses_TeV": [1.0, 3.0], "credibility": 0.9}
+    other["sbc"] = {"replicas": 10}
+    assert checkpoint_fingerprint(other, stores) == base
+    other["priors"]["mass_TeV"]["high"] *= 2
+    assert checkpoint_fingerprint(other, stores) != base
+    assert checkpoint_fingerprint(cfg, (("gc", "n.zarr", "other.zarr"),)) != base

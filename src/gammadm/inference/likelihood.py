@@ -79,7 +79,10 @@ class _Base:
         return finite(g + self.local(amps))
 
     def local(self, amps) -> float:
-        """Event (or bin) sums of every observation held here, in observation order."""
+        """Event (or bin) sums of every observation held here, in observation order
+        (none outside the parameter space, where `prepare` gives -inf and no amps)."""
+        if amps is None:
+            return 0.0
         return float(sum(term.log_sum(*amp) for term, amp in zip(self.terms, amps)))
 
 
@@ -106,6 +109,8 @@ class FractionsLikelihood(_Base):
 
     def prepare(self, theta):
         x = theta[1:] if self.signal else theta
+        if not self.tree.inside(x):  # fractions off the simplex: an unnormalised mixture
+            return -np.inf, None
         w = self.tree.leaf_weights(x)
         a_bkg = w[self._bkg_leaf] / self._mu_bkg
         if not self.signal:

@@ -30,6 +30,14 @@ BINNED_ABOVE = 1_000_000
 _NOT_IN_FINGERPRINT = ("upper_limits", "sbc")
 
 
+def checkpoint_fingerprint(cfg: dict, stores) -> str:
+    """What a sampling checkpoint must have been written for: the campaign without the
+    sections the posterior does not depend on (the fixed-mass limits fingerprint their
+    own mass and prior), and the stores."""
+    return json.dumps({k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT},
+                      sort_keys=True) + repr(tuple(stores))
+
+
 def _n_events(stores) -> list[int]:
     import zarr
 
@@ -149,10 +157,7 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     t_load = time.monotonic() - t0
     label = "signal" if signal else "bkg_only"
     ckpt = checkpoint_path(out, label)
-    # a checkpoint stays valid across sections the posterior does not depend on (the
-    # fixed-mass limits fingerprint their own mass and prior)
-    extra = json.dumps({k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT},
-                       sort_keys=True) + repr(spec.stores)
+    extra = checkpoint_fingerprint(cfg, spec.stores)
     with _likelihood_and_pool(mode, spec, model) as (like, pool):
         if like is None:  # an MPI proposal worker: served until rank 0 left the block
             return 0

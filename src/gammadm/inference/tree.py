@@ -90,6 +90,17 @@ class MixtureTree:
             i += len(head)
         return out
 
+    def inside(self, x, tol: float = 1e-12) -> bool:
+        """Whether the sampled fractions x lie on every group's simplex (the priors only
+        give such x; an optimiser or a hand-made x may not)."""
+        i = 0
+        for g in self.groups:
+            head = np.asarray(x[i:i + len(g.names) - 1], float)
+            if np.any(head < 0.0) or head.sum() > 1.0 + tol:
+                return False
+            i += head.size
+        return True
+
     def leaf_weights(self, x) -> np.ndarray:
         """W_k for every leaf (in `leaves` order) from the sampled fractions x."""
         vals = self.group_values(x)
