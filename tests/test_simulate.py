@@ -151,3 +151,31 @@ def test_multinomial_counts_have_the_mixture_mean_and_variance(ctx):
     want = multinomial_counts(np.random.default_rng(3), cfg, 120)
     got = dict(zip(ev.mc_components, np.bincount(ev.mc["component"], minlength=4).tolist()))
     assert got == want and ev.n == 120
+
+
+def test_energies_follow_the_spectrum_inside_a_sub_interval():
+    """Inside one energy sub-interval the true energies follow the spectrum itself (KS
+    against its CDF by quadrature), also where a dark-matter continuum ends inside it
+    (a power law through the two ends put every photon at the lower edge)."""
+    from scipy.integrate import quad
+    from scipy.stats import kstest
+
+    from gammadm.events.simulate import draw_in_intervals
+
+    m = 1.0
+
+    def spectrum(e):
+        e = np.asarray(e, float)
+        return np.where(e < m, e**-1.5 * np.clip(1 - e / m, 0, None) ** 2, 0.0)
+
+    rng = np.random.default_rng(3)
+    cases = [(0.9, m), (0.95, m), (0.5, 0.6), (0.97, m)]  # ends at m, or a plain slope
+    a = np.concatenate([np.full(20000, lo) for lo, _ in cases])
+    b = np.concatenate([np.full(20000, hi) for _, hi in cases])
+    e = draw_in_intervals(rng, spectrum, a, b)
+    for k, (lo, hi) in enumerate(cases):
+        x = e[k * 20000:(k + 1) * 20000]
+        assert np.all((x >= lo) & (x <= hi))
+        grid = np.linspace(lo, hi, 401)
+        cum = np.cumsum([0.0] + [quad(spectrum, u, v)[0] for u, v in zip(grid, grid[1:])])
+        assert kstest(x, lambda v: np.interp(v, grid, cum / cum[-1])).pvalue > 1e-3, (lo, hi)

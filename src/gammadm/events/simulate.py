@@ -1,8 +1,8 @@
 """Simulated event lists from the continuous model (PHYSICS.md section 5).
 
 True photons are drawn per component from Phi eps over the true grid: a cell and an
-energy sub-interval by their expected share, the energy inside it by the inverse CDF
-of the local power law of the intensity, the direction uniformly in the cell
+energy sub-interval by their expected share, the energy inside it from the intensity's
+own shape there (`draw_in_intervals`), the direction uniformly in the cell
 (templates), from J(psi) by rejection (dark matter, so the cusp is resolved), exactly
 (point sources) or from the Gaussian (extended sources). Then the migration (a row of
 the IRF's mix, inverse CDF of its histogram) and the PSF (a Gaussian term, tangent
@@ -28,8 +28,9 @@ from ..instrument.reach import angular_offset
 from ..observation import Observation, fov_coordinates
 from .dl3 import EventData
 
-__all__ = ["TrueComponent", "build_components", "draw_true", "apply_irf", "draw_ccr",
-           "simulate", "fixed_counts", "multinomial_counts", "simulate_observation"]
+__all__ = ["TrueComponent", "build_components", "draw_in_intervals", "draw_true",
+           "apply_irf", "draw_ccr", "simulate", "fixed_counts", "multinomial_counts",
+           "simulate_observation"]
 
 
 @dataclass
@@ -71,6 +72,43 @@ def _power_law_draw(rng, a, b, fa, fb, u):
     return np.where(flat, e_log, e_pow)
 
 
+def draw_in_intervals(rng: np.random.Generator, intensity, a: np.ndarray, b: np.ndarray,
+                      nodes: int = 32) -> np.ndarray:
+    """Energies [TeV] from ``intensity`` (E -> dN/dE, vectorised) restricted to [a_i, b_i]
+    per photon: the intensity piecewise linear in E between ``nodes`` + 1 log-spaced
+    points of each distinct interval, drawn by its exact inverse CDF.
+
+    A power law through the two ends alone fails where the spectrum ends inside the
+    interval (a dark-matter continuum at E = m, where it falls to zero): it puts every
+    photon at the lower edge.
+    """
+    e = np.empty(a.size)
+    if a.size == 0:
+        return e
+    ends, inv = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
+    inv = inv.ravel()
+    frac = np.linspace(0.0, 1.0, nodes + 1)
+    x = ends[:, :1] * (ends[:, 1:] / ends[:, :1]) ** frac  # [interval, node]
+    x[:, -1] = ends[:, 1]
+    f = np.asarray(intensity(np.minimum(x, ends[:, 1:] * (1 - 1e-12)).ravel()),
+                   float).reshape(x.shape)
+    f = np.maximum(f, 0.0)
+    mass = 0.5 * (f[:, 1:] + f[:, :-1]) * np.diff(x, axis=1)  # [interval, segment]
+    cum = np.cumsum(mass, axis=1)
+    total = cum[:, -1:]
+    cum = np.divide(cum, total, out=np.tile(frac[1:], (len(ends), 1)), where=total > 0)
+    # segment, then the position inside it (linear density: exact inverse CDF)
+    u = rng.random(a.size)
+    seg = np.minimum(np.sum(cum[inv] < u[:, None], axis=1), nodes - 1)
+    f0, f1 = f[inv, seg], f[inv, seg + 1]
+    v = rng.random(a.size)
+    den = f0 + np.sqrt(f0 * f0 + v * (f1 * f1 - f0 * f0))
+    t = np.divide(v * (f0 + f1), den, out=v.copy(), where=den > 0)
+    x0, x1 = x[inv, seg], x[inv, seg + 1]
+    e[:] = x0 + np.clip(t, 0.0, 1.0) * (x1 - x0)
+    return e
+
+
 def draw_true(rng: np.random.Generator, obs: Observation, quad: EnergyQuadrature,
               comp: TrueComponent, n: int):
     """n true photons (E [TeV], l, b [deg]) of a component."""
@@ -83,8 +121,7 @@ def draw_true(rng: np.random.Generator, obs: Observation, quad: EnergyQuadrature
     idx = rng.choice(w.size, size=n - n_line, p=(w / w.sum()).ravel())
     s, il, ib = np.unravel_index(idx, w.shape)
     a, b = quad.edges[s], np.minimum(quad.edges[s + 1], comp.upper_energy)
-    e = _power_law_draw(rng, a, b, comp.intensity(a), comp.intensity(b * (1 - 1e-12)),
-                        rng.random(s.size))
+    e = draw_in_intervals(rng, comp.intensity, a, b)
     cells = [(e, il, ib)]
     for e_line, lw in comp.lines or []:
         k = rng.binomial(n_line, min(1.0, lw.sum() / line_tot)) if line_tot > 0 else 0
