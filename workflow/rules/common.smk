@@ -148,13 +148,18 @@ wildcard_constraints:
     stage="|".join(STAGE_IGNORES),
 
 
+# The resolved campaign as one shell word. The config rules' commands name it rather
+# than spell it out: Snakemake's code trigger compares the unformatted command, so a
+# changed campaign is not a changed command, and each copy re-runs on its digest alone.
+RESOLVED_WORD = shlex.quote(RESOLVED)
+
+
 def config_copy_command(what: str) -> str:
     """Shell command writing the resolved campaign to {output} (the config rules are
     shell jobs: a `run:` job re-parses the whole workflow in a new process, 5-15 s)."""
-    text = shlex.quote(RESOLVED).replace("{", "{{").replace("}", "}}")
     return (
-        f"printf '%s' {text} > {{output}} && "
-        f"echo '{{output}}: {what} of campaign {CAMPAIGN} ({{params.digest}})' > {{log}}"
+        "printf '%s' {RESOLVED_WORD} > {output} && "
+        f"echo '{{output}}: {what} of campaign {{CAMPAIGN}} ({{params.digest}})' > {{log}}"
     )
 
 
