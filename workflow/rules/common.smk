@@ -42,8 +42,6 @@ SBC = "sbc" in config
 # the resolved config (defaults and --config overrides included) that every job reads
 CAMPAIGN_CONFIG = f"{R}/config.yaml"
 RESOLVED = yaml.safe_dump(dict(config), sort_keys=True)
-if validate_config(yaml.safe_load(RESOLVED)) != dict(config):
-    raise WorkflowError("the resolved campaign does not read back as the campaign")
 DATA_OK = f"{R}/.done/fetch_data"
 DONE = f"{R}/{{obs}}/.done"  # sentinels of store creators and chunk jobs
 NUMBA_CACHE = numba_cache_dir()
@@ -148,19 +146,12 @@ wildcard_constraints:
     stage="|".join(STAGE_IGNORES),
 
 
-# The resolved campaign as one shell word. The config rules' commands name it rather
-# than spell it out: Snakemake's code trigger compares the unformatted command, so a
-# changed campaign is not a changed command, and each copy re-runs on its digest alone.
-RESOLVED_WORD = shlex.quote(RESOLVED)
-
-
-def config_copy_command(what: str) -> str:
-    """Shell command writing the resolved campaign to {output} (the config rules are
-    shell jobs: a `run:` job re-parses the whole workflow in a new process, 5-15 s)."""
-    return (
-        "printf '%s' {RESOLVED_WORD} > {output} && "
-        f"echo '{{output}}: {what} of campaign {{CAMPAIGN}} ({{params.digest}})' > {{log}}"
-    )
+def write_campaign_config(path: str, log: str, digest: str) -> None:
+    """The resolved campaign for the jobs; it must read back as the same campaign."""
+    Path(path).write_text(RESOLVED)
+    if validate_config(yaml.safe_load(Path(path).read_text())) != dict(config):
+        raise WorkflowError(f"{path} does not read back as the campaign")
+    Path(log).write_text(f"{path}: campaign {CAMPAIGN} ({digest})\n")
 
 
 def obs_config(obs: str) -> dict:

@@ -9,10 +9,8 @@ rule campaign_config:
         digest=hashlib.sha256(RESOLVED.encode()).hexdigest()[:16],
     log:
         f"{R}/logs/campaign_config.log",
-    conda:
-        ENV
-    shell:
-        config_copy_command("resolved config")
+    run:
+        write_campaign_config(output[0], log[0], params.digest)
 
 
 rule stage_config:
@@ -23,10 +21,8 @@ rule stage_config:
         digest=lambda w: stage_digest(w.stage),
     log:
         f"{R}/logs/stage_config/{{stage}}.log",
-    conda:
-        ENV
-    shell:
-        config_copy_command("copy for stage {wildcards.stage}")
+    run:
+        write_campaign_config(output[0], log[0], params.digest)
 
 
 rule fetch_data:
