@@ -61,6 +61,18 @@ def job_times(log: str) -> list[tuple[str, str, float]]:
     return done
 
 
+def slurm_probe_seconds() -> float | None:
+    """Time of `scontrol show config` (capped at the plugin's 10 s), None without it."""
+    if shutil.which("scontrol") is None:
+        return None
+    t0 = time.monotonic()
+    try:
+        subprocess.run(["scontrol", "show", "config"], capture_output=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    return time.monotonic() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configfile", help="another campaign than config/config.yaml")
@@ -93,6 +105,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     env.pop("GAMMADM_DATA", None)  # the copy's resources/data, as on a user's checkout
 
+    probe = slurm_probe_seconds()
     t0 = time.monotonic()
     run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
@@ -108,6 +121,10 @@ def main() -> None:
     print("per rule (jobs, summed seconds; jobs may overlap on 2 cores):")
     for rule, times in sorted(per_rule.items(), key=lambda kv: -sum(kv[1])):
         print(f"  {rule:20s} {len(times):3d} {sum(times):6.0f} s")
+    if probe is not None:
+        print(f"of which Snakemake's start-up probe of SLURM (`scontrol show config`, run by "
+              f"the slurm executor plugin on import): {probe:.1f} s on this machine "
+              "(slurm.conf present, no controller running; none without SLURM installed)")
     print(f"snakemake -c2, seed campaign, warm, end to end: {wall:.1f} s "
           f"(GammaBayes 0.1.9: {GAMMABAYES_S:.0f} s, {GAMMABAYES_S / wall:.1f}x; "
           f"goal <= {GOAL_S:.0f} s)")

@@ -142,3 +142,16 @@ def test_cli_events_ingests_a_dl3_file(tmp_path):
     proc = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "observations[0].pointing" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("site, name", [("South", "ctao_south"), ("North", "ctao_north")])
+def test_site_keywords_are_gammapys_observatory_locations(site, name):
+    from gammapy.data import observatory_locations
+
+    from gammadm.events.dl3 import CTAO_SITES
+
+    loc = observatory_locations[name]
+    lon, lat, height = CTAO_SITES[site]
+    assert lon == pytest.approx(loc.lon.deg, abs=1e-9)
+    assert lat == pytest.approx(loc.lat.deg, abs=1e-9)
+    assert height == pytest.approx(loc.height.to_value("m"), abs=1e-6)

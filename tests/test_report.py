@@ -130,7 +130,7 @@ def test_rates_mode_scales_by_sigmav_and_background_scales(campaign):
     base = work / "results" / "ci" / "gc"
     ctx = NormContext(cfg, "gc")
     events = read_events(base / "events.fits", ctx.obs.roi)
-    model = _binned_model(ctx, events)
+    model = _binned_model(base / "binned.zarr")  # the bin stage's, of every campaign
     norm = load(base / "norm.zarr")
     one = {"mass_TeV": 2.0, "sigmav_cm3_s": 1.0,
            **{f"scale_{k}_gc": 1.0 for k in ctx.backgrounds}}

@@ -134,8 +134,8 @@ def test_killed_chunk_job_reruns_and_the_summary_equals_an_undisturbed_run(
     ({"sampler": {"nlive": 120}}, {"sample_bkg_only", "sample", "report"}),
     # a new simulation: events onwards, not the IRF tables and normalisation
     ({"simulation": {"seed": 12}}, {"stage_config", "events", "marginalise_create",
-                                    "marginalise_chunk", "sample_bkg_only", "sample",
-                                    "report"}),
+                                    "marginalise_chunk", "bin", "sample_bkg_only",
+                                    "sample", "report"}),
 ])
 def test_config_change_reruns_the_stages_that_read_it(reference, tmp_path, change, expect):
     dry = run_snakemake(reference, "-n", "-c2", "--configfile", str(ci_config(tmp_path, **change)))

@@ -109,16 +109,18 @@ def fitted_expectations(cfg: dict, ctx, model, norm: dict, medians: dict,
     return {k: {"nu": amp[k] * nu, "mu": amp[k] * mu} for k, (nu, mu) in unit.items()}
 
 
-def _binned_model(ctx, events):
-    """nu per recon bin of every component and the data histogram (a temporary
-    binned.zarr, one chunk: the same functions as `gammadm bin`)."""
+def _binned_model(path: Path):
+    """nu per recon bin of every component and the data histogram: the observation's
+    binned.zarr (`gammadm bin`, a stage of every campaign)."""
     from . import binned
+    from .store import IncompleteStoreError
 
-    with tempfile.TemporaryDirectory(prefix="gammadm-report-") as tmp:
-        path = Path(tmp) / "binned.zarr"
-        binned.create(ctx, path, 1, events)
-        binned.fill_chunk(ctx, path, 0, 1)
+    if not path.exists():
+        raise ReportError(f"{path} does not exist; run the bin stage first")
+    try:
         return binned.load(path)
+    except IncompleteStoreError as exc:
+        raise ReportError(f"{path}: {exc}") from None
 
 
 def _map(fig, ax, model, values, title: str, label: str, cmap: str = "viridis", **kw):
@@ -244,10 +246,11 @@ def write_report(cfg: dict, results: str | Path, out: str | Path) -> list[Path]:
     """Write the report of a finished campaign into ``out``; returns the files written.
 
     Reads results/{campaign}/posterior/{summary.json, corner.png} (per observation too,
-    when the campaign has several) and each observation's events.fits and norm.zarr.
+    when the campaign has several) and each observation's events.fits, norm.zarr,
+    binned.zarr and model figures (figures/).
     """
     from .events import read_events
-    from .models.plots import plot_models
+    from .models.plots import MODEL_FIGURES
     from .normalise import NormContext, load
 
     base = Path(results) / cfg["campaign"]
@@ -273,13 +276,16 @@ def write_report(cfg: dict, results: str | Path, out: str | Path) -> list[Path]:
     for name in names:
         ctx = NormContext(cfg, name)
         od = out / name
-        written += plot_models(ctx.models, od)
+        od.mkdir(parents=True, exist_ok=True)
         path, norm = base / name / "events.fits", base / name / "norm.zarr"
-        for need in (path, norm):
+        figures = [base / name / "figures" / f for f in MODEL_FIGURES]
+        for need in (path, norm, *figures):
             if not need.exists():
                 raise ReportError(f"{need} does not exist; run the campaign's stages first")
+        # the model figures (`gammadm plot-models`) are drawn while the sampler runs
+        written += [Path(shutil.copyfile(f, od / f.name)) for f in figures]
         events = read_events(path, ctx.obs.roi, cfg["roi"]["strict"], ctx.obs.pointing)
-        model = _binned_model(ctx, events)
+        model = _binned_model(base / name / "binned.zarr")
         comps = fitted_expectations(cfg, ctx, model, load(norm),
                                     medians, events.n)
         written += [plot_count_maps(model, comps, name, od),

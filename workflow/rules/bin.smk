@@ -1,5 +1,6 @@
-# Binned mode (likelihood.binned: true): expected counts per recon bin and the counts
-# histogram of the event list, in one job (binned.zarr is small: ~20 MB for the seed).
+# Expected counts per recon bin and the counts histogram of the event list, in one job
+# (binned.zarr is small: ~20 MB for the seed): the likelihood's data in binned mode
+# (likelihood.binned), the report's model maps and spectra in every campaign.
 
 
 rule bin:
@@ -11,7 +12,9 @@ rule bin:
         f"{DONE}/binned",
     log:
         f"{R}/logs/bin/{{obs}}.log",
-    threads: 2
+    # one thread when it only serves the report, so that it runs beside the (serial)
+    # sampling on a 2-core laptop
+    threads: 2 if config["likelihood"]["binned"] is True else 1
     conda:
         ENV
     shell:

@@ -19,6 +19,7 @@ except ImportError:  # a checkout whose package is not installed in this interpr
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
     from gammadm.config import ConfigError, validate_config
 from gammadm.kernels import numba_cache_dir
+from gammadm.models.plots import MODEL_FIGURES
 from gammadm.report import report_files
 
 

@@ -1,5 +1,6 @@
 # Per-event marginals: marginals.zarr is created by one local job after reading the
 # event list (event-axis chunk length ceil(n / chunks)), then chunk job i fills chunk i.
+# With one chunk, that job creates the store itself.
 
 
 rule marginalise_create:
@@ -21,7 +22,8 @@ rule marginalise_create:
 rule marginalise_chunk:
     input:
         cfg=stage_config("marginalise"),
-        created=f"{DONE}/marginals.created",
+        created=[] if N_MARG == 1 else f"{DONE}/marginals.created",
+        events=events_file,
         warm=ancient(NUMBA_WARM),
     output:
         f"{DONE}/marginals.{{i}}",
@@ -31,4 +33,9 @@ rule marginalise_chunk:
     conda:
         ENV
     shell:
-        store_command("marginalise", "marginals", f"--chunk {{wildcards.i}}/{N_MARG}")
+        store_command(
+            "marginalise",
+            "marginals",
+            ("--events {input.events} --create " if N_MARG == 1 else "")
+            + f"--chunk {{wildcards.i}}/{N_MARG}",
+        )

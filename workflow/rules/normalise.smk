@@ -1,5 +1,6 @@
 # IRF normalisation N and expected-count terms: norm.zarr is created by one local job,
-# then chunk job i fills chunk i (normalisation.chunks jobs).
+# then chunk job i fills chunk i (normalisation.chunks jobs). With one chunk, that job
+# creates the store itself (a process less on the seed's critical path).
 
 
 rule normalise_create:
@@ -21,7 +22,8 @@ rule normalise_create:
 rule normalise_chunk:
     input:
         cfg=stage_config("normalise"),
-        created=f"{DONE}/norm.created",
+        created=[] if N_NORM == 1 else f"{DONE}/norm.created",
+        data=DATA_OK,
         warm=ancient(NUMBA_WARM),
     output:
         f"{DONE}/norm.{{i}}",
@@ -31,4 +33,8 @@ rule normalise_chunk:
     conda:
         ENV
     shell:
-        store_command("normalise", "norm", f"--chunk {{wildcards.i}}/{N_NORM}")
+        store_command(
+            "normalise",
+            "norm",
+            ("--create " if N_NORM == 1 else "") + f"--chunk {{wildcards.i}}/{N_NORM}",
+        )

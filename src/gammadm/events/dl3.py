@@ -101,13 +101,17 @@ def _galactic(ra, dec):
     return wrap_lon(c.l.deg), c.b.deg
 
 
-def _site_keywords(site: str) -> dict:
-    """GEOLON/GEOLAT/ALTITUDE of the CTAO site (gammapy's observatory locations)."""
-    from gammapy.data import observatory_locations
+#: CTAO array centres (longitude, latitude [deg], height [m]) as gammapy 2.1 lists them
+#: in `gammapy.data.observatory_locations` ("ctao_south", "ctao_north"); kept here so
+#: that writing events does not import gammapy.data (2 s), and tested against it
+CTAO_SITES = {"South": (-70.31634444444444, -24.68342777777777, 2150.0),
+              "North": (-17.892005, 28.762164, 2147.0)}
 
-    loc = observatory_locations["ctao_south" if site == "South" else "ctao_north"]
-    return {"GEOLON": float(loc.lon.deg), "GEOLAT": float(loc.lat.deg),
-            "ALTITUDE": float(loc.height.to_value("m"))}
+
+def _site_keywords(site: str) -> dict:
+    """GEOLON/GEOLAT/ALTITUDE of the CTAO site."""
+    lon, lat, height = CTAO_SITES[site]
+    return {"GEOLON": lon, "GEOLAT": lat, "ALTITUDE": height}
 
 
 def write_events(path: str | Path, ev: EventData) -> Path:

@@ -20,6 +20,7 @@ file's bin edges; a query beyond the edges is an error unless ``zero_fill=True``
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -451,16 +452,49 @@ class InstrumentResponse:
         return np.where(mu < edges[0], 0.0, out[..., 0])
 
     @cached_property
-    def _ccr_interpolator(self):
-        from scipy.interpolate import RegularGridInterpolator
-
+    def _ccr_log_table(self) -> tuple:
+        """Nodes (ln E, lon, lat at bin centres) and ln B on them."""
         ee = self.bkg_energy_edges
         nodes = (np.log(np.sqrt(ee[1:] * ee[:-1])),
                  0.5 * (self.bkg_lon_edges[1:] + self.bkg_lon_edges[:-1]),
                  0.5 * (self.bkg_lat_edges[1:] + self.bkg_lat_edges[:-1]))
         # zeros floored at float32's tiny, as gammapy does, so that ln B stays finite
-        return RegularGridInterpolator(nodes, np.log(np.maximum(self.bkg_rate, _TINY)),
-                                       bounds_error=False, fill_value=None)
+        return nodes, np.log(np.maximum(self.bkg_rate, _TINY))
+
+    def _ccr_log_rate(self, log_e, x, y) -> np.ndarray:
+        """ln B, linear in (ln E, lon, lat) between nodes and extrapolated linearly
+        beyond the outer ones (scipy's RegularGridInterpolator with fill_value=None).
+        Separable: bilinear in (lon, lat) at every energy node, then linear in ln E,
+        which for a grid of energies times a map (the usual call) costs a fraction of
+        the pointwise 8-corner evaluation."""
+        (ne, nx, ny), table = self._ccr_log_table
+
+        def cell(nodes, v):
+            i = np.clip(np.searchsorted(nodes, v, side="right") - 1, 0, nodes.size - 2)
+            return i, (v - nodes[i]) / (nodes[i + 1] - nodes[i])
+
+        def bilinear(rows, ix, tx, iy, ty):
+            return ((1 - tx) * (1 - ty) * table[rows, ix, iy]
+                    + tx * (1 - ty) * table[rows, ix + 1, iy]
+                    + (1 - tx) * ty * table[rows, ix, iy + 1]
+                    + tx * ty * table[rows, ix + 1, iy + 1])
+
+        x, y = np.broadcast_arrays(x, y)
+        shape = np.broadcast_shapes(np.shape(log_e), x.shape)
+        ie, te = cell(ne, log_e)
+        if np.size(log_e) * x.size != math.prod(shape):  # not a grid: point by point
+            ie, te, x, y = np.broadcast_arrays(ie, te, x, y)
+            ix, tx = cell(nx, x)
+            iy, ty = cell(ny, y)
+            return ((1 - te) * bilinear(ie, ix, tx, iy, ty)
+                    + te * bilinear(ie + 1, ix, tx, iy, ty))
+        ix, tx = cell(nx, x)
+        iy, ty = cell(ny, y)
+        sky = bilinear(slice(None), ix, tx, iy, ty).reshape(ne.size, -1)
+        # the map's position of every output element, for the gather
+        pos = np.broadcast_to(np.arange(x.size).reshape(x.shape), shape)
+        ie, te = np.broadcast_to(ie, shape), np.broadcast_to(te, shape)
+        return (1 - te) * sky[ie, pos] + te * sky[ie + 1, pos]
 
     def ccr_rate(self, energy, fov_lon, fov_lat, zero_fill: bool = False) -> np.ndarray:
         """Residual cosmic-ray rate [s^-1 TeV^-1 sr^-1] at reconstructed energy [TeV]
@@ -469,7 +503,8 @@ class InstrumentResponse:
         Interpolated linearly in (ln E, lon, lat) of ln B, as gammapy does; zero where
         the file has zeros.
         """
-        e, x, y = np.broadcast_arrays(*(np.asarray(v, float) for v in (energy, fov_lon, fov_lat)))
+        e_in, x_in, y_in = (np.asarray(v, float) for v in (energy, fov_lon, fov_lat))
+        e, x, y = np.broadcast_arrays(e_in, x_in, y_in)
         ee = self.bkg_energy_edges
         inside = ((e >= ee[0] * (1 - 1e-9)) & (e <= ee[-1] * (1 + 1e-9))
                   & (x >= self.bkg_lon_edges[0]) & (x <= self.bkg_lon_edges[-1])
@@ -478,7 +513,6 @@ class InstrumentResponse:
             raise IRFError(f"{self.path}: background requested outside its range "
                            f"[{ee[0]:.4g}, {ee[-1]:.4g}] TeV x fov "
                            f"[{self.bkg_lon_edges[0]}, {self.bkg_lon_edges[-1]}] deg")
-        pts = np.stack([np.log(np.clip(e, ee[0], ee[-1])), x, y], axis=-1)
-        val = np.exp(self._ccr_interpolator(pts.reshape(-1, 3))).reshape(e.shape)
+        val = np.exp(self._ccr_log_rate(np.log(np.clip(e_in, ee[0], ee[-1])), x_in, y_in))
         val = np.where(val > 2 * _TINY, val, 0.0)
         return np.where(inside, val, 0.0)

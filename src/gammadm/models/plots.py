@@ -11,7 +11,10 @@ from ..observation import fov_coordinates
 from .profiles import DensityProfile, LOSTable, cell_average_map
 from .spectra import ChannelSpectrum
 
-__all__ = ["plot_models"]
+__all__ = ["MODEL_FIGURES", "plot_models"]
+
+#: the files `plot_models` writes
+MODEL_FIGURES = ("spectra.png", "j_factor.png", "backgrounds.png")
 
 
 def _plt():
