@@ -210,10 +210,15 @@ class StoreLikelihood:
 
     def __init__(self, spec: StoreModelSpec):
         self.spec = spec
+        self._inner = None
 
     @property
     def inner(self):
-        return _build(self.spec).loglike
+        # held once built: hashing the spec for the cache on every call cost more than
+        # the seed's event sum
+        if self._inner is None:
+            self._inner = _build(self.spec).loglike
+        return self._inner
 
     def __call__(self, theta) -> float:
         return self.inner(theta)
@@ -223,6 +228,7 @@ class StoreLikelihood:
 
     def __setstate__(self, state):
         self.spec = state["spec"]
+        self._inner = None
 
 
 def model_from_results(cfg: dict, results: str | Path = "results", obs: str | None = None,

@@ -90,13 +90,22 @@ class Dirichlet:
     def ndim(self) -> int:
         return len(self.alpha) - 1
 
+    def __post_init__(self):
+        a = np.asarray(self.alpha, float)
+        # the Beta parameters of each stick, once (full() runs twice per sampler point)
+        object.__setattr__(self, "_a", a[:-1].copy())
+        object.__setattr__(self, "_rest", np.cumsum(a[::-1])[::-1][1:].copy())  # sum_{j>i}
+
     def full(self, u: np.ndarray) -> np.ndarray:
         """All K fractions for K - 1 unit coordinates."""
-        a = np.asarray(self.alpha, float)
-        rest = np.cumsum(a[::-1])[::-1][1:]  # sum_{j>i} alpha_j
-        v = betaincinv(a[:-1], rest, np.asarray(u, float))
-        stick = np.concatenate(([1.0], np.cumprod(1.0 - v)))
-        return np.append(v * stick[:-1], stick[-1])
+        v = betaincinv(self._a, self._rest, np.asarray(u, float))
+        out = np.empty(v.size + 1)
+        stick = 1.0  # what is left of the stick: prod_{j<i} (1 - v_j)
+        for i, vi in enumerate(v.tolist()):
+            out[i] = vi * stick
+            stick *= 1.0 - vi
+        out[-1] = stick
+        return out
 
     def transform(self, u: np.ndarray) -> np.ndarray:
         return self.full(u)[:-1]

@@ -94,11 +94,11 @@ class MixtureTree:
         """Whether the sampled fractions x lie on every group's simplex (the priors only
         give such x; an optimiser or a hand-made x may not)."""
         i = 0
-        for g in self.groups:
-            head = np.asarray(x[i:i + len(g.names) - 1], float)
-            if np.any(head < 0.0) or head.sum() > 1.0 + tol:
+        for g in self.groups:  # plain floats: called once per likelihood call
+            head = [float(v) for v in x[i:i + len(g.names) - 1]]
+            if min(head, default=0.0) < 0.0 or sum(head) > 1.0 + tol:
                 return False
-            i += head.size
+            i += len(head)
         return True
 
     def leaf_weights(self, x) -> np.ndarray:
