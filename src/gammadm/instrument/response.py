@@ -490,11 +490,15 @@ class InstrumentResponse:
                     + te * bilinear(ie + 1, ix, tx, iy, ty))
         ix, tx = cell(nx, x)
         iy, ty = cell(ny, y)
-        sky = bilinear(slice(None), ix, tx, iy, ty).reshape(ne.size, -1)
-        # the map's position of every output element, for the gather
+        # the map at the energy nodes the energies fall between (all of them for a fine
+        # energy grid, two for a single energy), then the gather per output element
+        rows = np.unique(np.concatenate([np.ravel(ie), np.ravel(ie) + 1]))
+        sky = bilinear(rows[:, None], ix.reshape(1, -1), tx.reshape(1, -1),
+                       iy.reshape(1, -1), ty.reshape(1, -1))
+        at = np.broadcast_to(np.searchsorted(rows, ie), shape)
         pos = np.broadcast_to(np.arange(x.size).reshape(x.shape), shape)
-        ie, te = np.broadcast_to(ie, shape), np.broadcast_to(te, shape)
-        return (1 - te) * sky[ie, pos] + te * sky[ie + 1, pos]
+        te = np.broadcast_to(te, shape)
+        return (1 - te) * sky[at, pos] + te * sky[at + 1, pos]
 
     def ccr_rate(self, energy, fov_lon, fov_lat, zero_fill: bool = False) -> np.ndarray:
         """Residual cosmic-ray rate [s^-1 TeV^-1 sr^-1] at reconstructed energy [TeV]
