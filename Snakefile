@@ -33,6 +33,8 @@ localrules:
     warm_numba,
     normalise_create,
     marginalise_create,
+    bayes_factor,
+    bayes_factor_obs,
 
 
 rule all:

@@ -37,6 +37,10 @@ def _campaign(tmp_path, cfg, campaign):
          str(out / "evidence.json"))
     s = json.loads((out / "summary.json").read_text())
     jsonschema.validate(s, load_schema("summary"))
+    # the workflow's path: the two runs' files joined afterwards give the same summary
+    _cli("bayes-factor", "--signal", str(out / "summary.json"), "--bkg-only",
+         str(out / "evidence.json"), "--out", str(out / "joined.json"))
+    assert json.loads((out / "joined.json").read_text()) == s
     return s, out
 
 
@@ -66,3 +70,22 @@ def test_rates_campaign_end_to_end(tmp_path):
     assert s["priors"]["sigmav_cm3_s"] == "log_uniform(1e-27, 1e-22)"
     sv = s["parameters"]["sigmav_cm3_s"]
     assert sv["p99.5"] / sv["p0.5"] < 10 and s["log_bayes_factor"] > 5  # detected
+
+
+def test_bayes_factor_join_names_a_missing_or_wrong_file(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+
+    def join(signal, bkg):
+        return subprocess.run([sys.executable, "-m", "gammadm.cli", "bayes-factor", "--signal",
+                               str(signal), "--bkg-only", str(bkg), "--out",
+                               str(tmp_path / "summary.json")], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    signal = tmp_path / "signal.json"
+    signal.write_text(json.dumps({"log_evidence": -10.0}))
+    r = join(signal, tmp_path / "missing.json")
+    assert r.returncode == 2 and "missing.json does not exist" in r.stderr
+    # a signal summary given as the background-only evidence
+    r = join(signal, signal)
+    assert r.returncode == 2 and "signal.json: not the evidence.json" in r.stderr
+    assert not (tmp_path / "summary.json").exists()

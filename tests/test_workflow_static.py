@@ -33,6 +33,31 @@ def _sampling(out: str) -> dict:
     return jobs["sample"][0]
 
 
+def test_small_campaigns_run_kernel_jobs_single_threaded_and_sample_side_by_side(tmp_path):
+    """The seed-sized CI campaign (200 events in 3 chunks): kernel jobs get 1 thread (they
+    are start-up bound, so normalisation overlaps the event jobs on 2 cores); Poisson
+    events (a count not known before the run) get 2. The signal and background-only runs
+    do not wait for each other; bayes_factor joins them."""
+    def jobs_of(cfg):
+        proc = _snakemake(tmp_path, "-n", "-p", "-c2", "--configfile", str(cfg))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return _jobs(proc.stdout + proc.stderr)
+
+    small = jobs_of(_config(tmp_path))
+    for rule in ("normalise_chunk", "marginalise_chunk"):
+        assert {j["threads"] for j in small[rule]} == {1}, rule
+        assert all("NUMBA_NUM_THREADS=1 " in j["shell"] for j in small[rule])
+    (signal,), (bkg,), (join,) = small["sample"], small["sample_bkg_only"], small["bayes_factor"]
+    assert not any("bkg_only" in f for f in signal["input"])
+    assert not any(f.endswith("signal.json") for f in bkg["input"])
+    assert set(join["input"]) == {"results/ci/posterior/signal.json",
+                                  "results/ci/posterior/bkg_only/evidence.json"}
+    assert "--summary-name signal.json" in signal["shell"]
+    poisson = jobs_of(_config(tmp_path, simulation={"mode": "poisson"}))
+    for rule in ("normalise_chunk", "marginalise_chunk"):
+        assert {j["threads"] for j in poisson[rule]} == {2}, rule
+
+
 def test_dry_run_default_profile_runs_sampling_under_local_mpiexec(tmp_path):
     cfg = _config(tmp_path, sampler={"tasks": 2})
     proc = _snakemake(tmp_path, "-n", "-p", "-c2", "--configfile", str(cfg))

@@ -49,15 +49,17 @@ def run_snakemake(workdir: Path, *args: str, env: dict | None = None,
 
 def dry_run_jobs(out: str) -> dict[str, list[dict]]:
     """Per rule, the jobs of a `--dry-run --printshellcmds` listing (or of a run's log):
-    threads, resources (as a dict of strings) and the shell command."""
+    threads, resources (as a dict of strings), input files and the shell command."""
     jobs: dict[str, list[dict]] = {}
     job = None
     for line in out.splitlines():
         if m := re.match(r"\s*(?:local)?rule (\w+):$", line):
-            job = {"threads": 1, "resources": {}, "shell": None}
+            job = {"threads": 1, "resources": {}, "input": [], "shell": None}
             jobs.setdefault(m.group(1), []).append(job)
         elif job is None:
             continue
+        elif m := re.match(r"\s*input: (.*)$", line):
+            job["input"] = m.group(1).split(", ")
         elif m := re.match(r"\s*threads: (\d+)$", line):
             job["threads"] = int(m.group(1))
         elif m := re.match(r"\s*resources: (.*)$", line):

@@ -378,7 +378,8 @@ def cmd_sample(args) -> int:
         return 2
     try:
         return run_sample(cfg, out, Path(args.results), args.obs, args.background_only,
-                          Path(args.bkg_evidence) if args.bkg_evidence else None)
+                          Path(args.bkg_evidence) if args.bkg_evidence else None,
+                          args.summary_name)
     except (ParallelError, CheckpointMismatch) as exc:
         print(f"gammadm sample: error: {exc}", file=sys.stderr)
         return 2
@@ -386,6 +387,23 @@ def cmd_sample(args) -> int:
         print(f"gammadm sample: stopped by SIGTERM; checkpoint saved to {exc}; run the same "
               f"command again to resume (exit {EXIT_CHECKPOINTED})", file=sys.stderr)
         return EXIT_CHECKPOINTED
+
+
+def cmd_bayes_factor(args) -> int:
+    """Join a signal run's summary and a background-only run's evidence."""
+    from .inference.summary import add_bayes_factor
+
+    for path in (args.signal, args.bkg_only):
+        if not Path(path).exists():
+            print(f"gammadm bayes-factor: error: {path} does not exist", file=sys.stderr)
+            return 2
+    try:
+        ln_b = add_bayes_factor(args.signal, args.bkg_only, args.out)
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        print(f"gammadm bayes-factor: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: ln B = {ln_b:.3f}")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -520,8 +538,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sample the background-only model; writes DIR/evidence.json")
     smp.add_argument("--bkg-evidence", help="evidence.json of the background-only run "
                      "(for the Bayes factor)")
+    smp.add_argument("--summary-name", default="summary.json",
+                     help="file name of the signal run's summary in DIR")
     smp.add_argument("--results", default="results",
                      help="results root holding {campaign}/{obs}/{norm,marginals}.zarr")
+    bf = sub.add_parser("bayes-factor", help="a signal run's summary with the background-"
+                        "only evidence and the Bayes factor filled in -> summary.json")
+    bf.add_argument("--signal", required=True, help="summary of the signal run")
+    bf.add_argument("--bkg-only", required=True,
+                    help="evidence.json of the background-only run")
+    bf.add_argument("--out", required=True, help="the joined summary.json")
+    bf.set_defaults(func=cmd_bayes_factor)
     _stage_parser(sub, "plot-models", "figures of spectra, J, backgrounds (PNG)", "figures",
                   cmd_plot_models)
     rp = sub.add_parser("report", help="corner plot, model figures, count maps and spectra "

@@ -86,6 +86,25 @@ def gammadm_command(
     return f"{env}{launch}{GAMMADM} {args} > {{log}} 2>&1"
 
 
+# Kernel jobs of a small campaign are start-up bound (imports and model set-up ~3 s,
+# kernels < 1 s for the seed's 500 events): they run 1-threaded, so that on a 2-core
+# laptop normalisation overlaps the event and marginalisation jobs instead of queueing
+# behind them for two free cores. Larger (or not known in advance: Poisson, DL3) event
+# lists per marginalisation chunk get 2 threads.
+SMALL_CHUNK_EVENTS = 20000
+
+
+def kernel_threads() -> int:
+    sim = config["simulation"]
+    known = sim["mode"] != "poisson" and all(
+        o["events"]["source"] == "simulate" for o in config["observations"]
+    )
+    return 1 if known and sim["n_events"] / N_MARG < SMALL_CHUNK_EVENTS else 2
+
+
+KERNEL_THREADS = kernel_threads()
+
+
 # the venv's mpiexec (PyPI MPICH) also when the venv is not on PATH
 _venv_mpiexec = Path(sys.executable).parent / "mpiexec"
 MPIEXEC = str(_venv_mpiexec) if _venv_mpiexec.exists() else "mpiexec"

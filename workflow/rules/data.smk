@@ -49,6 +49,7 @@ rule warm_numba:
         touch(NUMBA_WARM),
     params:
         cache=CACHE_WARM,
+    priority: 10
     log:
         f"{R}/logs/warm_numba.log",
     threads: 2

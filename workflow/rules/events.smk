@@ -10,6 +10,7 @@ rule events:
         dl3=dl3_input,
     output:
         f"{R}/{{obs}}/events.fits",
+    priority: 4
     log:
         f"{R}/logs/events/{{obs}}.log",
     threads: 1

@@ -27,9 +27,10 @@ rule marginalise_chunk:
         warm=ancient(NUMBA_WARM),
     output:
         f"{DONE}/marginals.{{i}}",
+    priority: 4
     log:
         f"{R}/logs/marginalise/{{obs}}.{{i}}.log",
-    threads: 2
+    threads: KERNEL_THREADS
     conda:
         ENV
     shell:

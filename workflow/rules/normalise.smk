@@ -27,9 +27,10 @@ rule normalise_chunk:
         warm=ancient(NUMBA_WARM),
     output:
         f"{DONE}/norm.{{i}}",
+    priority: 3
     log:
         f"{R}/logs/normalise/{{obs}}.{{i}}.log",
-    threads: 2
+    threads: KERNEL_THREADS
     conda:
         ENV
     shell:

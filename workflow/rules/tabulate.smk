@@ -7,6 +7,7 @@ rule tabulate:
         data=DATA_OK,
     output:
         directory(f"{R}/{{obs}}/tables.zarr"),
+    priority: 2
     log:
         f"{R}/logs/tabulate/{{obs}}.log",
     conda:

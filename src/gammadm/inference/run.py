@@ -131,8 +131,10 @@ def _likelihood_and_pool(mode: str, spec: StoreModelSpec, model):
 
 
 def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
-               background_only: bool = False, bkg_evidence: Path | None = None) -> int:
-    """Run `gammadm sample`; returns the exit status (0, or raises)."""
+               background_only: bool = False, bkg_evidence: Path | None = None,
+               summary_name: str = "summary.json") -> int:
+    """Run `gammadm sample`; returns the exit status (0, or raises). The signal run
+    writes its summary to ``out / summary_name``."""
     from .parallel import check_world, ignore_sigterm, serve_data
 
     t0 = time.monotonic()
@@ -206,8 +208,8 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
         wall["upper_limits"] = t_limits
     wall["write"] = time.monotonic() - t0 - t_load - t_sample - t_limits
     summary["wall_seconds"] = {k: round(v, 3) for k, v in wall.items()}
-    write_summary(out / "summary.json", summary)
-    print(f"wrote {out / 'summary.json'}: ln Z = {log_z:.3f} +- {log_z_err:.3f}, "
+    write_summary(out / summary_name, summary)
+    print(f"wrote {out / summary_name}: ln Z = {log_z:.3f} +- {log_z_err:.3f}, "
           f"{n_calls} likelihood calls, {t_sample:.1f} s sampling")
     for lim in (limits or {}).get("limits", []):
         print(f"  {limits['credibility']:.0%} upper limit on <sigma v> at m = "

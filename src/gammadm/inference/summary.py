@@ -10,8 +10,9 @@ import numpy as np
 
 from ..config import load_schema
 
-__all__ = ["QUANTILES", "posterior_table", "weighted_quantile", "weighted_samples", "write_summary",
-           "write_samples", "write_corner", "realised_fractions"]
+__all__ = ["QUANTILES", "add_bayes_factor", "posterior_table", "weighted_quantile",
+           "weighted_samples", "write_summary", "write_samples", "write_corner",
+           "realised_fractions"]
 
 #: Reported quantiles (percent) of every parameter.
 QUANTILES = (0.5, 2.5, 16, 50, 84, 97.5, 99.5)
@@ -87,6 +88,34 @@ def write_summary(path: str | Path, summary: dict) -> None:
     """Validate against the package's summary schema, then write."""
     jsonschema.validate(summary, load_schema("summary"))
     Path(path).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def add_bayes_factor(signal: str | Path, bkg_only: str | Path, out: str | Path) -> float:
+    """Write ``out``: the signal run's summary with the background-only evidence and the
+    Bayes factor filled in (the two runs are independent jobs; this joins them).
+
+    Parameters
+    ----------
+    signal : path
+        summary.json of the signal run (``gammadm sample``).
+    bkg_only : path
+        evidence.json of the background-only run (``gammadm sample --background-only``).
+    out : path
+        The joined summary, validated against the summary schema.
+
+    Returns
+    -------
+    float
+        ln B = ln Z_signal - ln Z_bkg.
+    """
+    summary = json.loads(Path(signal).read_text())
+    bkg = json.loads(Path(bkg_only).read_text())
+    if bkg.get("model") != "background_only":
+        raise ValueError(f"{bkg_only}: not the evidence.json of a background-only run")
+    summary["log_evidence_bkg_only"] = bkg["log_evidence"]
+    summary["log_bayes_factor"] = summary["log_evidence"] - bkg["log_evidence"]
+    write_summary(out, summary)
+    return summary["log_bayes_factor"]
 
 
 def write_samples(path: str | Path, results, x, w, names) -> None:
