@@ -60,14 +60,16 @@ def test_lambda_integrates_to_mu(tiny):
     assert got["CCR"] == pytest.approx(ccr_expected(ccr), rel=1e-3)
 
 
+def _random_events(rng, n: int, e_tev: tuple[float, float]):
+    """Events uniform in E_r [TeV] and in a patch of the tiny ROI."""
+    return rng.uniform(*e_tev, n), rng.uniform(0.5, 1, n), rng.uniform(-0.5, 0, n)
+
+
 def test_kernel_is_thread_count_independent(tiny):
     import numba
 
     ctx, inputs, _ = tiny
-    rng = np.random.default_rng(4)
-    er = rng.uniform(2, 5, 300)
-    lr = rng.uniform(0.5, 1, 300)
-    br = rng.uniform(-0.5, 0, 300)
+    er, lr, br = _random_events(np.random.default_rng(4), 300, (2, 5))
     a = event_terms(ctx, inputs, er, lr, br)
     numba.set_num_threads(1)
     try:
@@ -83,9 +85,7 @@ def test_each_event_gets_the_same_terms_in_any_input_order(tiny):
     own index: a permuted event list gives the permuted terms, bit for bit."""
     ctx, inputs, _ = tiny
     rng = np.random.default_rng(5)
-    er = rng.uniform(1, 8, 200)
-    lr = rng.uniform(0.5, 1, 200)
-    br = rng.uniform(-0.5, 0, 200)
+    er, lr, br = _random_events(rng, 200, (1, 8))
     a = event_terms(ctx, inputs, er, lr, br)
     assert np.any(a["dm_g"] != 0) and np.all(np.isfinite(a["dm_g"]))
     perm = rng.permutation(er.size)
