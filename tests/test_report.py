@@ -136,8 +136,8 @@ def test_rates_mode_scales_by_sigmav_and_background_scales(campaign):
            **{f"scale_{k}_gc": 1.0 for k in ctx.backgrounds}}
     fit = {**one, "sigmav_cm3_s": 3e-25, **{f"scale_{k}_gc": 0.5 + i
                                             for i, k in enumerate(ctx.backgrounds)}}
-    unit = fitted_expectations(cfg, ctx, model, norm, one, events.n)
-    got = fitted_expectations(cfg, ctx, model, norm, fit, events.n)
+    unit = fitted_expectations(cfg, "gc", ctx.models.dm, model, norm, one, events.n)
+    got = fitted_expectations(cfg, "gc", ctx.models.dm, model, norm, fit, events.n)
     assert got["DM"]["mu"] == pytest.approx(3e-25 * unit["DM"]["mu"], rel=1e-12)
     for i, k in enumerate(ctx.backgrounds):
         assert got[k]["mu"] == pytest.approx((0.5 + i) * unit[k]["mu"], rel=1e-12)

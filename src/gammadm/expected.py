@@ -151,11 +151,14 @@ def dm_subinterval_spectrum(dm, edges, mass_tev: float) -> np.ndarray:
                             upper=mass_tev if dm.process == "annihilation" else 0.5 * mass_tev)
 
 
-def dm_expected(dm, quad: EnergyQuadrature, h_sub, line_energies, h_points, mass_tev: float,
-                amplitude: float = 1.0) -> float:
-    """mu (or Lambda) of the dark-matter component for one mass and amplitude."""
-    sf = dm_subinterval_spectrum(dm, quad.edges, mass_tev)
-    mu = float(np.sum(sf * quad.widths * h_sub))
+def dm_expected(dm, quad: EnergyQuadrature | np.ndarray, h_sub, line_energies, h_points,
+                mass_tev: float, amplitude: float = 1.0) -> float:
+    """mu (or Lambda) of the dark-matter component for one mass and amplitude; ``quad``
+    the energy quadrature or just its sub-interval edges [TeV] (norm.zarr's
+    axes/sub_edges)."""
+    edges = np.asarray(quad.edges if isinstance(quad, EnergyQuadrature) else quad, float)
+    sf = dm_subinterval_spectrum(dm, edges, mass_tev)
+    mu = float(np.sum(sf * np.diff(edges) * h_sub))
     for e_line, factor in dm.line_factors(mass_tev):
         if line_energies[0] <= e_line <= line_energies[-1]:
             mu += factor * float(np.exp(np.interp(np.log(e_line), np.log(line_energies),

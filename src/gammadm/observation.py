@@ -12,7 +12,7 @@ from .geometry import ROI, Grid, wrap_lon
 from .instrument import InstrumentResponse, derive_true_grid, resolve_irf_file
 from .instrument.reach import Reach
 
-__all__ = ["Observation", "fov_coordinates"]
+__all__ = ["Observation", "fov_coordinates", "pointing_from_config", "roi_from_config"]
 
 
 # ICRS unit vectors of the Galactic x, y, z axes (columns), as astropy's Galactic frame
@@ -52,6 +52,17 @@ def fov_coordinates(l_deg, b_deg, pointing: tuple[float, float], alignment: str 
     return lon, lat
 
 
+def roi_from_config(cfg: dict) -> ROI:
+    """The campaign's reconstructed-space ROI (no IRF needed)."""
+    r = cfg["roi"]
+    return ROI(tuple(r["energy_tev"]), tuple(wrap_lon(r["l_deg"]).tolist()), tuple(r["b_deg"]))
+
+
+def pointing_from_config(obs: dict) -> tuple[float, float]:
+    """(l, b) [deg] of one observation's config entry, l wrapped to (-180, 180]."""
+    return (float(wrap_lon(obs["pointing"]["l_deg"])), float(obs["pointing"]["b_deg"]))
+
+
 @dataclass
 class Observation:
     """Everything about one pointing that does not depend on source models."""
@@ -80,9 +91,8 @@ class Observation:
             obs = match[0]
         irf = InstrumentResponse.read(resolve_irf_file(obs["irf"], data_dir(cfg["data_dir"])))
         r = cfg["roi"]
-        roi = ROI(tuple(r["energy_tev"]), tuple(wrap_lon(r["l_deg"]).tolist()),
-                  tuple(r["b_deg"]))
-        pnt = (float(wrap_lon(obs["pointing"]["l_deg"])), float(obs["pointing"]["b_deg"]))
+        roi = roi_from_config(cfg)
+        pnt = pointing_from_config(obs)
         tail = cfg["marginalisation"]["tail_mass"]
         true, reach = derive_true_grid(irf, roi, pnt, cfg["true_grid"], tail)
         recon = roi.recon_grid(r["energy_bins_per_decade"], r["pixel_deg"])

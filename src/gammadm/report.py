@@ -61,7 +61,7 @@ def _medians(summary: dict, path: Path) -> dict:
         raise ReportError(f"{path}: field 'parameters' lacks {exc}") from None
 
 
-def fitted_expectations(cfg: dict, ctx, model, norm: dict, medians: dict,
+def fitted_expectations(cfg: dict, obs: str, dm, model, norm: dict, medians: dict,
                         n_events: int) -> dict:
     """Expected counts of every component at the fitted parameters.
 
@@ -69,8 +69,10 @@ def fitted_expectations(cfg: dict, ctx, model, norm: dict, medians: dict,
     ----------
     cfg : dict
         The validated campaign.
-    ctx : NormContext
-        The observation's context (models, quadrature).
+    obs : str
+        The observation's name.
+    dm : DarkMatterModel
+        The campaign's dark matter (spectrum and lines at the fitted mass).
     model : gammadm.binned.BinnedModel
         nu per recon bin at nominal normalisation (dark matter per unit amplitude).
     norm : dict
@@ -90,20 +92,20 @@ def fitted_expectations(cfg: dict, ctx, model, norm: dict, medians: dict,
     from .inference.data import _background_mu
     from .inference.tree import MixtureTree
 
-    dm = ctx.models.dm
-    obs = ctx.obs.name
+    backgrounds = {b["name"]: b["model"] for b in cfg["backgrounds"]}
     mode = cfg["likelihood"]["mode"]
     mass = medians["mass_TeV"]
-    unit = {k: (model.nu(k), _background_mu(norm, k, m)) for k, m in ctx.backgrounds.items()}
+    unit = {k: (model.nu(k), _background_mu(norm, k, m)) for k, m in backgrounds.items()}
     unit[dm.name] = (model.nu_dm(dm, mass),
-                     dm_expected(dm, ctx.quad, norm["dm/h"], norm["axes/line_energies"],
+                     dm_expected(dm, norm["axes/sub_edges"], norm["dm/h"],
+                                 norm["axes/line_energies"],
                                  norm["dm/points"], mass))
     if mode == "fractions":
         tree = MixtureTree(cfg["mixture"])
         w = tree.leaf_weights([medians[n] for n in tree.sampled_names])
         amp = {k: wk * n_events / unit[k][1] for k, wk in zip(tree.leaves, w)}
     else:
-        amp = {k: medians[f"scale_{k}_{obs}"] for k in ctx.backgrounds}
+        amp = {k: medians[f"scale_{k}_{obs}"] for k in backgrounds}
         amp[dm.name] = medians["sigmav_cm3_s"]
     return {k: {"nu": amp[k] * nu, "mu": amp[k] * mu} for k, (nu, mu) in unit.items()}
 
@@ -249,8 +251,10 @@ def write_report(cfg: dict, results: str | Path, out: str | Path) -> list[Path]:
     binned.zarr and model figures (figures/).
     """
     from .events import read_events
+    from .models.dark_matter import DarkMatterModel
     from .models.plots import MODEL_FIGURES
-    from .normalise import NormContext, load
+    from .normalise import load
+    from .observation import pointing_from_config, roi_from_config
 
     base = Path(results) / cfg["campaign"]
     out = Path(out)
@@ -272,8 +276,11 @@ def write_report(cfg: dict, results: str | Path, out: str | Path) -> list[Path]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         written.append(Path(shutil.copyfile(corner, dest)))
     medians = _medians(*joint)
-    for name in names:
-        ctx = NormContext(cfg, name)
+    # what the figures need of the models: the dark matter's spectrum (the rest is in
+    # the stores); no IRF or catalogue reading
+    dm = DarkMatterModel.from_config(cfg)
+    roi = roi_from_config(cfg)
+    for name, obs_cfg in zip(names, cfg["observations"]):
         od = out / name
         od.mkdir(parents=True, exist_ok=True)
         path, norm = base / name / "events.fits", base / name / "norm.zarr"
@@ -283,10 +290,9 @@ def write_report(cfg: dict, results: str | Path, out: str | Path) -> list[Path]:
                 raise ReportError(f"{need} does not exist; run the campaign's stages first")
         # the model figures (`gammadm plot-models`) are drawn while the sampler runs
         written += [Path(shutil.copyfile(f, od / f.name)) for f in figures]
-        events = read_events(path, ctx.obs.roi, cfg["roi"]["strict"], ctx.obs.pointing)
+        events = read_events(path, roi, cfg["roi"]["strict"], pointing_from_config(obs_cfg))
         model = _binned_model(base / name / "binned.zarr")
-        comps = fitted_expectations(cfg, ctx, model, load(norm),
-                                    medians, events.n)
+        comps = fitted_expectations(cfg, name, dm, model, load(norm), medians, events.n)
         written += [plot_count_maps(model, comps, name, od),
                     plot_spectrum(model, comps, name, od)]
         truth = {}
