@@ -214,3 +214,19 @@ def test_install_profile_names_a_missing_profile(tmp_path, capsys):
                  "--dest", str(tmp_path)]) == 0
     assert main(["install-profile", "slurm", "--workflow-dir", str(ROOT),
                  "--dest", str(tmp_path)]) == 2  # no silent overwrite without --force
+
+
+def test_the_workflow_imports_no_numerical_stack():
+    """What common.smk imports of the package loads none of the heavy libraries: every
+    `snakemake` start (and each dry run) pays for them otherwise (~1 s measured)."""
+    src = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    imports = [line.strip() for line in src.splitlines()
+               if re.match(r"\s*from gammadm[\w.]* import ", line)]
+    assert len(imports) >= 4, imports
+    code = "import sys\n" + "\n".join(imports) + (
+        "\nprint(sorted(m for m in ('scipy', 'numba', 'matplotlib', 'astropy', 'zarr', "
+        "'dynesty') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..instrument.reach import angular_offset
-from ..observation import fov_coordinates
-from .profiles import DensityProfile, LOSTable, cell_average_map
-from .spectra import ChannelSpectrum
+# the model modules are imported by the plotting functions: the workflow (and the
+# report) import this module for MODEL_FIGURES and the PNG settings alone
 
 __all__ = ["MODEL_FIGURES", "plot_models"]
 
@@ -34,6 +32,8 @@ def _save(plt, fig, path: Path) -> Path:
 
 
 def plot_spectra(models, out: Path) -> Path:
+    from .spectra import ChannelSpectrum
+
     plt = _plt()
     dm = models.dm
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -61,6 +61,9 @@ def plot_spectra(models, out: Path) -> Path:
 
 
 def plot_j(models, out: Path) -> Path:
+    from ..instrument.reach import angular_offset
+    from .profiles import DensityProfile, LOSTable, cell_average_map
+
     plt = _plt()
     dm, grid = models.dm, models.obs.true
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -91,6 +94,8 @@ def plot_j(models, out: Path) -> Path:
 
 
 def plot_backgrounds(models, out: Path) -> Path:
+    from ..observation import fov_coordinates
+
     plt = _plt()
     obs = models.obs
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
