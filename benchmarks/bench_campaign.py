@@ -132,9 +132,11 @@ def main() -> None:
     for rule, times in sorted(per_rule.items(), key=lambda kv: -sum(kv[1])):
         print(f"  {rule:20s} {len(times):3d} {sum(times):6.0f} s")
     if probe is not None:
+        why = ("slurm.conf present but no controller answering: the call times out"
+               if probe > 1.0 else "answered at once")
         print(f"of which Snakemake's start-up probe of SLURM (`scontrol show config`, run by "
-              f"the slurm executor plugin on import): {probe:.1f} s on this machine "
-              "(slurm.conf present, no controller running; none without SLURM installed)")
+              f"the slurm executor plugin on import): {probe:.1f} s on this machine ({why}; "
+              "none without SLURM's client installed)")
     print(f"snakemake -c2, seed campaign, warm, end to end: {wall:.1f} s "
           f"(GammaBayes 0.1.9: {GAMMABAYES_S:.0f} s, {GAMMABAYES_S / wall:.1f}x; "
           f"goal <= {GOAL_S:.0f} s)")

@@ -44,7 +44,7 @@ rule sample:
         f"{posterior_dir('joint')}/corner.png",
     params:
         out=lambda w, output: os.path.dirname(output[0]),
-    priority: 5
+    priority: 6
     log:
         f"{R}/logs/sample/joint.log",
     threads: TASKS
