@@ -1,10 +1,10 @@
 """Benchmark of the whole campaign: `snakemake -c2` on the seed campaign, warm, end to end.
 
-Warm means: data fetched (resources/data verified), numba cache warmed (its warm.ok
-present) and the package's bytecode compiled, i.e. after one earlier run. The workflow
-(Snakefile, workflow/, config/, profiles/, envs/) is copied into a temporary directory
-with an empty results/, src/ and resources/data linked to this checkout's; Snakemake runs
-there exactly as a user starts it (plain `snakemake -c2`, profiles/default auto-loaded),
+Warm means: data fetched (resources/data verified), numba cache warmed (its sentinel
+for these sources present) and the package's bytecode compiled, i.e. after one earlier
+run. The workflow (Snakefile, workflow/, config/, profiles/, envs/) is copied into a
+temporary directory with an empty results/, src/ and resources/data linked to this
+checkout's; Snakemake runs there exactly as a user starts it (plain `snakemake -c2`, profiles/default auto-loaded),
 with this checkout's src/ on PYTHONPATH. Prints the total wall time and each job's time
 (from Snakemake's log timestamps, 1 s resolution) beside GammaBayes 0.1.9's 580 s for the
 same scenario (PLATFORM.md) and beside GammaBayes re-measured on this kind of machine,
@@ -91,11 +91,11 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT / "src"))
     from gammadm.data import data_dir
-    from gammadm.kernels import numba_cache_dir
+    from gammadm.kernels import warm_sentinel
 
     data = data_dir()
     data = (data if data.is_absolute() else ROOT / data).resolve()
-    warm = numba_cache_dir() / "warm.ok"
+    warm = warm_sentinel()
     if not warm.exists():
         print(f"WARNING: {warm} is missing: the numba cache is cold, so this is not a "
               "warm figure (run once more)")

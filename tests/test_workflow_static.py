@@ -203,6 +203,24 @@ def test_warmup_config_is_a_valid_tiny_campaign(seed_config):
     assert tiny["backgrounds"] == seed_config["backgrounds"]
 
 
+def test_warm_sentinel_follows_the_package_sources(tmp_path):
+    """A changed source (same version) names a new warm-up sentinel, so rule warm_numba
+    runs again before any kernel job; unchanged sources keep it."""
+    import shutil
+
+    from gammadm.kernels import source_digest, warm_sentinel
+
+    copy = tmp_path / "gammadm"
+    shutil.copytree(ROOT / "src" / "gammadm", copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    before = source_digest(copy)
+    assert source_digest(copy) == before == source_digest(ROOT / "src" / "gammadm")
+    kernel = copy / "kernels" / "marginal.py"
+    kernel.write_text(kernel.read_text() + "\n# a changed line\n")
+    assert source_digest(copy) != before
+    assert warm_sentinel().name == f"warm-{before}.ok"
+
+
 def test_install_profile_names_a_missing_profile(tmp_path, capsys):
     from gammadm.cli import main
 

@@ -18,7 +18,7 @@ try:
 except ImportError:  # a checkout whose package is not installed in this interpreter
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
     from gammadm.config import ConfigError, validate_config
-from gammadm.kernels import numba_cache_dir
+from gammadm.kernels import numba_cache_dir, warm_sentinel
 from gammadm.models.plots import MODEL_FIGURES
 from gammadm.report import report_files
 
@@ -49,7 +49,9 @@ NUMBA_CACHE = numba_cache_dir()
 # The cache's mark that it is warm (written by `gammadm warm-numba`), shared by all
 # campaigns of the user: not a rule output, as Snakemake deletes a job's outputs before
 # it runs the job, under the feet of kernel jobs of other campaigns running meanwhile.
-CACHE_WARM = str(NUMBA_CACHE / "warm.ok")
+# Named by a digest of the package's sources, so that changed code (a pulled commit of
+# the same version) is warmed once by rule warm_numba, not compiled inside chunk jobs.
+CACHE_WARM = str(warm_sentinel())
 # the campaign's record that the cache was warm before its kernel jobs
 NUMBA_WARM = f"{R}/.done/warm_numba"
 ENV = "../../envs/gammadm.yaml"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["numba_cache_dir"]
+__all__ = ["numba_cache_dir", "source_digest", "warm_sentinel"]
 
 
 def numba_cache_dir() -> Path:
@@ -19,3 +20,25 @@ def numba_cache_dir() -> Path:
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "gammadm" / "numba" / __version__
+
+
+def source_digest(root: str | Path | None = None) -> str:
+    """Digest (12 hex digits) of the package's Python sources under ``root`` (default:
+    this package).
+
+    numba keys its cache by the kernel's source file, but a change in how a kernel is
+    called (argument types, array layouts) compiles a new version at the first call:
+    inside a chunk job, concurrently with others, if nothing warmed it. A version
+    number does not change between commits of a checkout; this digest does.
+    """
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def warm_sentinel() -> Path:
+    """The mark that `gammadm warm-numba` has warmed the cache for these sources."""
+    return numba_cache_dir() / f"warm-{source_digest()}.ok"
