@@ -4,11 +4,11 @@ Warm means: data fetched (resources/data verified), numba cache warmed (its sent
 for these sources present) and the package's bytecode compiled, i.e. after one earlier
 run. The workflow (Snakefile, workflow/, config/, profiles/, envs/) is copied into a
 temporary directory with an empty results/, src/ and resources/data linked to this
-checkout's; Snakemake runs there exactly as a user starts it (plain `snakemake -c2`, profiles/default auto-loaded),
-with this checkout's src/ on PYTHONPATH. Prints the total wall time and each job's time
-(from Snakemake's log timestamps, 1 s resolution) beside GammaBayes 0.1.9's 580 s for the
-same scenario (PLATFORM.md) and beside GammaBayes re-measured on this kind of machine,
-and the goal of 29 s (PLATFORM.md).
+checkout's; Snakemake runs there exactly as a user starts it (plain `snakemake -c2`,
+profiles/default auto-loaded), with this checkout's src/ on PYTHONPATH. Prints the total
+wall time and each job's time (from Snakemake's log timestamps, 1 s resolution) beside
+GammaBayes 0.1.9's 580 s for the same scenario (PLATFORM.md), beside GammaBayes
+re-measured on this kind of machine, and the goal of 29 s (PLATFORM.md).
 
 Usage (from the project root)::
 

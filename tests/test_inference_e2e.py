@@ -88,4 +88,15 @@ def test_bayes_factor_join_names_a_missing_or_wrong_file(tmp_path):
     # a signal summary given as the background-only evidence
     r = join(signal, signal)
     assert r.returncode == 2 and "signal.json: not the evidence.json" in r.stderr
+    # a background-only evidence given as the signal summary (it fails the schema)
+    bkg = tmp_path / "evidence.json"
+    bkg.write_text(json.dumps({"model": "background_only", "log_evidence": -12.0}))
+    r = join(bkg, bkg)
+    assert r.returncode == 2 and "evidence.json: not a valid summary" in r.stderr
     assert not (tmp_path / "summary.json").exists()
+    # gammadm sample checks its --bkg-evidence the same way, before sampling
+    r = subprocess.run([sys.executable, "-m", "gammadm.cli", "sample", "--config",
+                        str(ROOT / "config" / "ci.yaml"), "--results", str(tmp_path),
+                        "--bkg-evidence", str(signal)], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "signal.json: not the evidence.json" in r.stderr

@@ -376,6 +376,14 @@ def cmd_sample(args) -> int:
         print(f"gammadm sample: error: --bkg-evidence {args.bkg_evidence} does not exist "
               "(run 'gammadm sample --background-only' first)", file=sys.stderr)
         return 2
+    if args.bkg_evidence:  # checked before hours of sampling, not after
+        from .inference.summary import read_bkg_evidence
+
+        try:
+            read_bkg_evidence(args.bkg_evidence)
+        except ValueError as exc:
+            print(f"gammadm sample: error: --bkg-evidence {exc}", file=sys.stderr)
+            return 2
     try:
         return run_sample(cfg, out, Path(args.results), args.obs, args.background_only,
                           Path(args.bkg_evidence) if args.bkg_evidence else None,
@@ -399,7 +407,7 @@ def cmd_bayes_factor(args) -> int:
             return 2
     try:
         ln_b = add_bayes_factor(args.signal, args.bkg_only, args.out)
-    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+    except ValueError as exc:
         print(f"gammadm bayes-factor: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: ln B = {ln_b:.3f}")

@@ -19,8 +19,9 @@ from ..config import ConfigError
 from .api import StoreModelSpec, _build, model_from_results, store_paths
 from .limits import upper_limits
 from .sampler import SamplerSettings, checkpoint_path, run_dynesty
-from .summary import (posterior_table, realised_fractions, weighted_samples, write_corner,
-                      write_samples, write_summary)
+from .summary import (posterior_table, read_bkg_evidence, realised_fractions,
+                      set_bayes_factor, weighted_samples, write_corner, write_samples,
+                      write_summary)
 
 __all__ = ["run_sample", "BINNED_ABOVE"]
 
@@ -184,7 +185,6 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     x, w, names, flags = weighted_samples(res, built)
     truths = _truths(cfg, built, cfg["likelihood"]["mode"])
     realised = _realised(cfg, results, stores, cfg["likelihood"]["mode"])
-    bkg = json.loads(Path(bkg_evidence).read_text()) if bkg_evidence else None
     summary = {
         "schema_version": 1, "campaign": cfg["campaign"], "mode": cfg["likelihood"]["mode"],
         "binned": binned,
@@ -195,12 +195,12 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
         "parameters": posterior_table(x, w, names, flags, truths, realised),
         "priors": model.prior.describe(),
         "log_evidence": log_z, "log_evidence_err": log_z_err,
-        "log_evidence_bkg_only": bkg["log_evidence"] if bkg else None,
-        "log_bayes_factor": (log_z - bkg["log_evidence"]) if bkg else None,
+        "log_evidence_bkg_only": None, "log_bayes_factor": None,  # set below
         "upper_limits": limits, "n_likelihood_calls": n_calls,
         "sampler": settings.as_dict(),
         "wall_seconds": {},
     }
+    set_bayes_factor(summary, read_bkg_evidence(bkg_evidence) if bkg_evidence else None)
     write_samples(out / "samples.npz", res, x, w, names)
     write_corner(out / "corner.png", x, w, names, truths)
     wall = {"load": t_load, "sample": t_sample}

@@ -10,9 +10,9 @@ import numpy as np
 
 from ..config import load_schema
 
-__all__ = ["QUANTILES", "add_bayes_factor", "posterior_table", "weighted_quantile",
-           "weighted_samples", "write_summary", "write_samples", "write_corner",
-           "realised_fractions"]
+__all__ = ["QUANTILES", "add_bayes_factor", "posterior_table", "read_bkg_evidence",
+           "set_bayes_factor", "weighted_quantile", "weighted_samples", "write_summary",
+           "write_samples", "write_corner", "realised_fractions"]
 
 #: Reported quantiles (percent) of every parameter.
 QUANTILES = (0.5, 2.5, 16, 50, 84, 97.5, 99.5)
@@ -90,6 +90,29 @@ def write_summary(path: str | Path, summary: dict) -> None:
     Path(path).write_text(json.dumps(summary, indent=1) + "\n")
 
 
+def read_bkg_evidence(path: str | Path) -> float:
+    """ln Z of a background-only run (its evidence.json, ``gammadm sample
+    --background-only``); ValueError naming the file if it is not one."""
+    try:
+        bkg = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if (not isinstance(bkg, dict) or bkg.get("model") != "background_only"
+            or not isinstance(bkg.get("log_evidence"), (int, float))):
+        raise ValueError(f"{path}: not the evidence.json of a background-only run "
+                         "(needs model 'background_only' and a numeric log_evidence)")
+    return float(bkg["log_evidence"])
+
+
+def set_bayes_factor(summary: dict, log_z_bkg: float | None) -> dict:
+    """Fill a summary's log_evidence_bkg_only and log_bayes_factor (None without a
+    background-only run); returns the summary."""
+    summary["log_evidence_bkg_only"] = log_z_bkg
+    summary["log_bayes_factor"] = (None if log_z_bkg is None
+                                   else summary["log_evidence"] - log_z_bkg)
+    return summary
+
+
 def add_bayes_factor(signal: str | Path, bkg_only: str | Path, out: str | Path) -> float:
     """Write ``out``: the signal run's summary with the background-only evidence and the
     Bayes factor filled in (the two runs are independent jobs; this joins them).
@@ -107,14 +130,25 @@ def add_bayes_factor(signal: str | Path, bkg_only: str | Path, out: str | Path) 
     -------
     float
         ln B = ln Z_signal - ln Z_bkg.
+
+    Raises
+    ------
+    ValueError
+        Naming the file that is not what it should be.
     """
-    summary = json.loads(Path(signal).read_text())
-    bkg = json.loads(Path(bkg_only).read_text())
-    if bkg.get("model") != "background_only":
-        raise ValueError(f"{bkg_only}: not the evidence.json of a background-only run")
-    summary["log_evidence_bkg_only"] = bkg["log_evidence"]
-    summary["log_bayes_factor"] = summary["log_evidence"] - bkg["log_evidence"]
-    write_summary(out, summary)
+    try:
+        summary = json.loads(Path(signal).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{signal}: not valid JSON ({exc})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("log_evidence"),
+                                                       (int, float)):
+        raise ValueError(f"{signal}: not the summary of a signal run (no numeric "
+                         "log_evidence)")
+    set_bayes_factor(summary, read_bkg_evidence(bkg_only))
+    try:
+        write_summary(out, summary)
+    except jsonschema.ValidationError as exc:
+        raise ValueError(f"{signal}: not a valid summary ({exc.message})") from None
     return summary["log_bayes_factor"]
 
 
