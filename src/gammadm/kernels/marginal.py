@@ -250,7 +250,7 @@ def _eps_psf_mass(ca, cbq, ccq, s, il, ib, sref, cref, fl, flp, fb, fbp, a, b):
 @numba.njit(cache=True)
 def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col_t, cosb,
                  l_edges, b_edges, reach, templates, fl, flp, fb, fbp, kc_row, with_k, acc,
-                 bk):
+                 bk, vrow):
     """Sums over the cells of the PSF window of sub-interval s, for an event at (x_r, y_r):
 
     acc[c] = sum T_0 eps M_cell(x_r) w_c, the dark matter's sum split by the offset
@@ -271,13 +271,28 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col
     il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s], sref,
                                          cref, fl, flp, fb, fbp)
     n_tpl = templates.shape[0]
+    n_q = sref.shape[0]
+    nb = ib1 - ib0
     for il in range(il0, il1):
         a = il - il0
-        for ib in range(ib0, ib1):
-            b = ib - ib0
-            val = _eps_psf_mass(ca, cbq, ccq, s, il, ib, sref, cref, fl, flp, fb, fbp, a, b)
+        # the cells' eps x PSF masses of this row first (no reductions: vectorisable),
+        # then the sums, in the same order as cell by cell
+        for b in range(nb):
+            vrow[b] = 0.0
+        for q in range(n_q):
+            fa = fl[q, a]
+            fpa = flp[q, a]
+            sq = sref[q]
+            for b in range(nb):
+                w = ca[s, il, ib0 + b, q]
+                fbb = fb[q, b]
+                vrow[b] += (w * fa * fbb + (cbq[s, il, ib0 + b, q] - w * sq / cref) * fpa * fbb
+                            + (ccq[s, il, ib0 + b, q] - w * sq) * fa * fbp[q, b])
+        for b in range(nb):
+            val = vrow[b]
             if val == 0.0:
                 continue
+            ib = ib0 + b
             c0 = col0[il, ib]
             tt = col_t[il, ib]
             v0 = templates[0, il, ib] * val
@@ -289,6 +304,15 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col
                     bk[t] += templates[t, il, ib] * vk
 
 
+@numba.njit(cache=True, inline="always")
+def _run_end(parent, off, i, n):
+    """End of the run of sub-cells from i (< n) that share parent[off + i]."""
+    j = i + 1
+    while j < n and parent[off + j] == parent[off + i]:
+        j += 1
+    return j
+
+
 @numba.njit(cache=True)
 def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, ca, cbq, ccq, col0, col_t, f_l, f_b,
                   f_pl, f_pb, f_dj, fl, flp, fb, fbp, acc):
@@ -298,18 +322,43 @@ def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, ca, cbq, ccq, col0, col_
     mix; the PSF is integrated over each sub-cell as in `_window_sums`."""
     il0, il1, ib0, ib1 = _window_factors(f_l, f_b, x_r, y_r, cb_r, reach, sref, cref, fl,
                                          flp, fb, fbp)
-    for a in range(il1 - il0):
-        il = f_pl[il0 + a]
-        for b in range(ib1 - ib0):
-            ib = f_pb[ib0 + b]
-            dj = f_dj[il0 + a, ib0 + b]
-            if dj == 0.0:
-                continue
-            val = _eps_psf_mass(ca, cbq, ccq, s, il, ib, sref, cref, fl, flp, fb, fbp, a, b)
-            c0 = col0[il, ib]
-            tt = col_t[il, ib]
-            acc[c0] += (1.0 - tt) * dj * val
-            acc[c0 + 1] += tt * dj * val
+    na = il1 - il0
+    nb = ib1 - ib0
+    # per parent cell, sum_sub dJ M_sub is bilinear in the sub-cells' l and b factors
+    # (the parent's eps, widths and mix are common): three block sums per PSF term
+    for q in range(sref.shape[0]):
+        sq = sref[q]
+        a = 0
+        while a < na:
+            il = f_pl[il0 + a]
+            a_end = _run_end(f_pl, il0, a, na)
+            b = 0
+            while b < nb:
+                ib = f_pb[ib0 + b]
+                b_end = _run_end(f_pb, ib0, b, nb)
+                w = ca[s, il, ib, q]
+                if w != 0.0:
+                    s_ab = 0.0  # sum dJ f_l f_b
+                    s_pb = 0.0  # sum dJ f_l' f_b
+                    s_ap = 0.0  # sum dJ f_l f_b'
+                    for aa in range(a, a_end):
+                        r_b = 0.0
+                        r_p = 0.0
+                        for bb in range(b, b_end):
+                            d = f_dj[il0 + aa, ib0 + bb]
+                            r_b += d * fb[q, bb]
+                            r_p += d * fbp[q, bb]
+                        s_ab += fl[q, aa] * r_b
+                        s_pb += flp[q, aa] * r_b
+                        s_ap += fl[q, aa] * r_p
+                    val = (w * s_ab + (cbq[s, il, ib, q] - w * sq / cref) * s_pb
+                           + (ccq[s, il, ib, q] - w * sq) * s_ap)
+                    c0 = col0[il, ib]
+                    tt = col_t[il, ib]
+                    acc[c0] += (1.0 - tt) * val
+                    acc[c0 + 1] += tt * val
+                b = b_end
+            a = a_end
 
 
 @numba.njit(cache=True)
@@ -383,6 +432,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
         sdm = np.empty((n_sub, n_cols))
         acc = np.empty(n_cols)
         bk = np.empty(n_tpl)
+        vrow = np.empty(n_b)
         v_hi = np.empty((n_cols, 4))
         v_lo = np.empty((n_cols, 4))
         dx2 = np.empty(src_col0.shape[0])
@@ -445,7 +495,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                 with_k = d0 <= s <= d1
                 _window_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, sigma, ca, cbq, ccq, col0,
                              col_t, cosb, l_edges, b_edges, reach, templates, fl, flp, fb, fbp,
-                             kc[s - d0] if with_k else kc[0], with_k, acc, bk)
+                             kc[s - d0] if with_k else kc[0], with_k, acc, bk, vrow)
                 if f_dj.shape[0] > 0 and sigma[s, jl, jb, 0] < fine_sigma:
                     _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, jl, jb], reach[s], ca,
                                   cbq, ccq, col0, col_t, f_l, f_b, f_pl, f_pb, f_dj, gl, glp,
