@@ -45,16 +45,51 @@ def _support(mig, rows, tail_mass: float):
     return lo, hi
 
 
-def _psf_window(obs, energies, theta):
+def _psf_window(obs, energies, theta, l_edges, b_edges):
     """PSF terms at energies x cells for the kernels (unused terms dropped, weight 0 where
-    undefined, width 1 where unused) and the window radius per energy [deg]."""
+    undefined, width 1 where unused) and the window radius [deg] per (energy, cell of the
+    event), see `_local_reach`."""
     sig, w, d = psf_cells(obs.irf, energies, theta)
     w = np.where(d[..., None], w, 0.0)
     used = np.flatnonzero((w > 0).any(axis=(0, 1, 2)))
     sig, w = sig[..., used], w[..., used]
-    reach = float(-ndtri(0.5 * obs.tail_mass)) * np.max(np.where(w > 0, sig, 0.0),
-                                                            axis=(1, 2, 3))
+    widest = np.max(np.where(w > 0, sig, 0.0), axis=-1, initial=0.0)
+    reach = _local_reach(widest, float(-ndtri(0.5 * obs.tail_mass)), l_edges, b_edges)
     return np.ascontiguousarray(np.where(w > 0, sig, 1.0)), np.ascontiguousarray(w), reach
+
+
+def _local_reach(widest, n_sigma: float, l_edges, b_edges) -> np.ndarray:
+    """Window radius [deg] per (energy, event cell): n_sigma times the widest PSF term of
+    any cell the window can hold, so that every cell whose PSF puts more than the tail
+    mass on the event (per axis) is inside it.
+
+    The widest PSF of the whole grid (at the largest offsets, or where the IRF
+    extrapolates) is 2-4x the local one at 1 TeV in the seed, and a window's cell count
+    goes as its radius squared. Starting from that global radius, each pass takes the
+    maximum width over the cells within the current radius of the event's cell (a
+    square footprint, one cell of margin); since every cell that matters lies inside
+    the previous radius, it lies inside the new one: the radius only shrinks and stays
+    sufficient.
+    """
+    from scipy.ndimage import maximum_filter
+
+    cos_min = np.cos(np.radians(np.max(np.abs(b_edges))))
+    h = min(float(np.min(np.diff(l_edges))) * cos_min, float(np.min(np.diff(b_edges))))
+    r = np.broadcast_to(n_sigma * widest.max(axis=(1, 2), keepdims=True), widest.shape).copy()
+    filtered: dict[int, np.ndarray] = {}
+    for _ in range(10):
+        cells = np.ceil(r / h).astype(np.int64) + 1
+        new = r.copy()
+        for k in np.unique(cells):
+            if k not in filtered:
+                filtered[k] = maximum_filter(widest, size=(1, 2 * k + 1, 2 * k + 1),
+                                             mode="nearest")
+            sel = cells == k
+            new[sel] = np.minimum(r[sel], n_sigma * filtered[k][sel])
+        if np.array_equal(new, r):
+            break
+        r = new
+    return r
 
 
 def _point_source_arrays(ctx, sources: list, lo, hi):
@@ -112,7 +147,7 @@ class KernelInputs:
         theta = cell_offsets(true, obs.pointing)
         c0, _, ct = mig.theta_mix(theta)
         ec = quad.centres
-        sig, w, reach = _psf_window(obs, ec, theta)
+        sig, w, reach = _psf_window(obs, ec, theta, true.lon.edges, true.lat.edges)
         eps = obs.irf.exposure(ec[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
         ca = eps[..., None] * w
         cosb = np.cos(np.radians(0.5 * (true.lat.edges[1:] + true.lat.edges[:-1])))

@@ -147,17 +147,18 @@ def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row
 @numba.njit(cache=True)
 def _edge_factors(edges, i0, i1, x, scale, sg, f, fp):
     """Per cell i in [i0, i1): f[i - i0] = Phi((e_{i+1} - x) scale / sg) - Phi((e_i - x)
-    scale / sg) and fp = its derivative with respect to sg (at fixed scale)."""
-    z = (edges[i0] - x) * scale / sg
-    prev_c, pdf = _ndtr_pdf(z)
-    prev_d = -z * pdf / sg
-    for i in range(i0, i1):
-        z = (edges[i + 1] - x) * scale / sg
+    scale / sg) and fp = its derivative with respect to sg (at fixed scale). f and fp
+    hold i1 - i0 + 1 values: the edges' first (an independent loop), then the cells'."""
+    inv = scale / sg
+    inv_sg = 1.0 / sg
+    for i in range(i0, i1 + 1):
+        z = (edges[i] - x) * inv
         c, pdf = _ndtr_pdf(z)
-        d = -z * pdf / sg
-        f[i - i0] = c - prev_c
-        fp[i - i0] = d - prev_d
-        prev_c, prev_d = c, d
+        f[i - i0] = c
+        fp[i - i0] = -z * pdf * inv_sg
+    for j in range(i1 - i0):
+        f[j] = f[j + 1] - f[j]
+        fp[j] = fp[j + 1] - fp[j]
 
 
 @numba.njit(cache=True)
@@ -173,8 +174,8 @@ def _row_cos(b_edges):
 @numba.njit(cache=True)
 def _scratch(n_terms, n_l, n_b):
     """Buffers of the window factors (l, dl/dsigma, b, db/dsigma), reused by events."""
-    return (np.empty((n_terms, n_l)), np.empty((n_terms, n_l)), np.empty((n_terms, n_b)),
-            np.empty((n_terms, n_b)))
+    return (np.empty((n_terms, n_l + 1)), np.empty((n_terms, n_l + 1)),
+            np.empty((n_terms, n_b + 1)), np.empty((n_terms, n_b + 1)))
 
 
 @numba.njit(cache=True)
@@ -251,7 +252,8 @@ def _eps_psf_mass(ca, cbq, ccq, s, il, ib, sref, cref, fl, flp, fb, fbp, a, b):
 def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col_t, cosb,
                  l_edges, b_edges, reach, templates, fl, flp, fb, fbp, kc_row, with_k, acc,
                  bk, vrow):
-    """Sums over the cells of the PSF window of sub-interval s, for an event at (x_r, y_r):
+    """Sums over the cells of the PSF window of sub-interval s, for an event at (x_r, y_r)
+in cell (jl, jb) (the window: cells within reach[s, jl, jb] per axis):
 
     acc[c] = sum T_0 eps M_cell(x_r) w_c, the dark matter's sum split by the offset
     column c of the migration (a cell mixes its two nearest columns linearly with
@@ -268,8 +270,8 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col
     for t in range(bk.shape[0]):
         bk[t] = 0.0
     sref = sigma[s, jl, jb]
-    il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s], sref,
-                                         cref, fl, flp, fb, fbp)
+    il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s, jl, jb],
+                                         sref, cref, fl, flp, fb, fbp)
     n_tpl = templates.shape[0]
     n_q = sref.shape[0]
     nb = ib1 - ib0
@@ -497,9 +499,9 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                              col_t, cosb, l_edges, b_edges, reach, templates, fl, flp, fb, fbp,
                              kc[s - d0] if with_k else kc[0], with_k, acc, bk, vrow)
                 if f_dj.shape[0] > 0 and sigma[s, jl, jb, 0] < fine_sigma:
-                    _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, jl, jb], reach[s], ca,
-                                  cbq, ccq, col0, col_t, f_l, f_b, f_pl, f_pb, f_dj, gl, glp,
-                                  gb, gbp, acc)
+                    _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, jl, jb],
+                                  reach[s, jl, jb], ca, cbq, ccq, col0, col_t, f_l, f_b, f_pl,
+                                  f_pb, f_dj, gl, glp, gb, gbp, acc)
                 for c in range(n_cols):
                     sdm[s - a0, c] = acc[c]
                 if not with_k:
