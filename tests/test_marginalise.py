@@ -244,3 +244,20 @@ def test_local_window_holds_every_cell_that_reaches_the_event():
         reaches = (dl <= n_sigma * widest[s]) & (db <= n_sigma * widest[s])
         inside = (dl <= r[s, i, j]) & (db <= r[s, i, j])
         assert np.all(inside[reaches]), (s, i, j)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_visit_order_deals_energy_blocks_to_the_threads(n_threads):
+    """A permutation whose contiguous per-thread shares each span the whole energy range
+    in increasing order (the kernel splits its blocks statically between threads)."""
+    from gammadm.kernels.marginal import EVENT_BLOCK, visit_order
+
+    er = np.random.default_rng(2).lognormal(size=50 * EVENT_BLOCK + 5)
+    order = visit_order(er, n_threads)
+    assert np.array_equal(np.sort(order), np.arange(er.size))
+    full = 50 * EVENT_BLOCK
+    assert set(order[full:]) == set(np.argsort(er, kind="stable")[full:])  # partial block last
+    for share in np.array_split(np.arange(50), n_threads):
+        e = er[order[share[0] * EVENT_BLOCK:(share[-1] + 1) * EVENT_BLOCK]]
+        assert np.all(np.diff(e) >= 0)
+        assert e[0] <= np.quantile(er, 0.1) and e[-1] >= np.quantile(er, 0.9)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy.special import ndtri
 
 from .expected import gaussian_cell_mass, spectral_average
 from .instrument.normalisation import cell_offsets, psf_cells
 from .instrument.reach import angular_offset
-from .kernels.marginal import active_ranges, marginal_kernel, pack_migration
+from .kernels.marginal import active_ranges, marginal_kernel, pack_migration, visit_order
 from .observation import fov_coordinates
 
 __all__ = ["KernelInputs", "band_matvec", "band_to_dense", "event_terms", "create_store",
@@ -247,7 +248,7 @@ class KernelInputs:
         tpl = np.empty((n, self.templates.shape[0]))
         pts = np.empty(n)
         c_lo, c_hi = self.columns(er, lr, br)
-        order = np.argsort(er, kind="stable")  # cache locality (see marginal_kernel)
+        order = visit_order(er, numba.get_num_threads())
         marginal_kernel(er, lr, br, order, rng, c_lo, c_hi, *self.energy, *self.spatial,
                         self.templates, self.phi, *self.fine, *self.lines, *self.sources,
                         dm, line, tpl,

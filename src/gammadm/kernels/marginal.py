@@ -29,7 +29,9 @@ import numpy as np
 
 from .likelihood import interp_geometric
 
-__all__ = ["active_ranges", "marginal_kernel", "pack_migration"]
+__all__ = ["EVENT_BLOCK", "active_ranges", "marginal_kernel", "pack_migration", "visit_order"]
+
+EVENT_BLOCK = 16  # events per parallel iteration of marginal_kernel (shared scratch)
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -192,6 +194,20 @@ def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, fl
         _edge_factors(l_edges, il0, il1, x_r, 1.0, sigma_ref[q] / cref, fl[q], flp[q])
         _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sigma_ref[q], fb[q], fbp[q])
     return il0, il1, ib0, ib1
+
+
+def visit_order(er: np.ndarray, n_threads: int) -> np.ndarray:
+    """The order in which `marginal_kernel` visits events: by reconstructed energy (cache
+    locality), its blocks dealt round-robin to the threads' contiguous shares of the
+    parallel loop. Low-energy events cost ~1.5x high-energy ones (wider PSF windows,
+    more sub-intervals), so contiguous energy halves left one of two threads idle for
+    ~15 % of the time."""
+    by_energy = np.argsort(er, kind="stable")
+    n_full = er.size // EVENT_BLOCK  # a partial last block stays last
+    t = max(int(n_threads), 1)
+    blocks = np.concatenate([np.arange(i, n_full, t) for i in range(t)])
+    idx = (blocks[:, None] * EVENT_BLOCK + np.arange(EVENT_BLOCK)[None, :]).ravel()
+    return np.concatenate([by_energy[idx], by_energy[n_full * EVENT_BLOCK:]])
 
 
 def pack_migration(mig) -> tuple:
@@ -412,10 +428,10 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
     The dark matter's J is resolved inside the central cells (`_fine_dm_sums`) where the
     PSF width at the event's cell is below ``fine_sigma`` [deg] (wider PSFs average the
     structure inside a cell away).
-    Events are visited in ``order`` (a permutation; by reconstructed energy, so that
-    neighbours use the same sub-intervals' IRF arrays while they are in cache: 1.5x at
-    2e4 seed events) in blocks that share scratch buffers; per-event sums are serial, so
-    the order changes no result.
+    Events are visited in ``order`` (a permutation, see `visit_order`: by reconstructed
+    energy, so that neighbours use the same sub-intervals' IRF arrays while they are in
+    cache, 1.5x at 2e4 seed events) in blocks of EVENT_BLOCK that share scratch buffers;
+    per-event sums are serial, so the order changes no result.
     """
     n = er.shape[0]
     n_l = l_edges.shape[0] - 1
@@ -426,7 +442,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
     n_sub = sub_row.shape[0]
     ne = medges.shape[0]
     cosb = _row_cos(b_edges)
-    block = 16
+    block = EVENT_BLOCK
     for blk in numba.prange((n + block - 1) // block):
         fl, flp, fb, fbp = _scratch(n_terms, n_l, n_b)
         gl, glp, gb, gbp = _scratch(n_terms, f_l.shape[0], f_b.shape[0])
