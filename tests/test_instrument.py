@@ -76,6 +76,18 @@ def test_migration_cdf_is_exact(irf):
                                 0, mu, points=edges[(edges > 0) & (edges < mu)], limit=400)
         assert irf.migration_cdf(mu, e, th) == pytest.approx(ref, abs=1e-12)
     assert irf.migration_cdf(-1.0, e, th) == 0.0 and irf.migration_cdf(5.0, e, th) == pytest.approx(1.0, abs=1e-12)
+    # arrays broadcast together; each point equals the pointwise integral of its own row
+    # mix (zero where the response is undefined or out of range, with zero_fill)
+    es = np.array([0.005, 0.05, 1.3, 20.0, 250.0])[:, None]
+    ths = np.array([0.2, 2.7, 5.9])[None, :]
+    mus = np.linspace(0.4, 1.8, 15).reshape(5, 3)
+    got = irf.migration_cdf(mus, es, ths, zero_fill=True)
+    assert got.shape == (5, 3)
+    for (i, j), v in np.ndenumerate(got):
+        d, ok = irf.migration(es[i, 0], ths[0, j], zero_fill=True)
+        k = np.searchsorted(edges, mus[i, j], "right") - 1
+        ref = np.sum(d[:k] * np.diff(edges)[:k]) + d[k] * (mus[i, j] - edges[k])
+        assert v == pytest.approx(ref if ok else 0.0, abs=1e-12), (i, j)
 
 
 def test_tables_equal_gammapy_at_the_nodes(irf, gammapy_irfs):

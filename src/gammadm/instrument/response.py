@@ -144,22 +144,26 @@ class NodeTable:
                      self.offset_edges.size - 2)
         return self.defined[be][:, bt] & e_in.reshape((-1,) + (1,) * th.ndim) & t_in
 
+    def corners(self, energy, offset, zero_fill: bool = False, what: str = "IRF"):
+        """The bilinear interpolation at (energy [TeV], offset [deg]): its four
+        (energy node, offset node, weight) and the defined mask."""
+        e, th, defined = self._locate(energy, offset, zero_fill, what)
+        e0, e1 = self.energy_edges[[0, -1]]
+        ie0, ie1, te = self._weights(np.log(np.clip(e, e0, e1)), np.log(self.energy_nodes))
+        it0, it1, tt = self._weights(np.clip(th, 0, self.offset_edges[-1]), self.offset_nodes)
+        return [(ie0, it0, (1 - te) * (1 - tt)), (ie1, it0, te * (1 - tt)),
+                (ie0, it1, (1 - te) * tt), (ie1, it1, te * tt)], defined
+
     def __call__(self, energy, offset, zero_fill: bool = False, what: str = "IRF"):
         """Interpolated values and the defined mask at (energy [TeV], offset [deg]).
 
         Returns ``(values, defined)`` with values of shape ``broadcast + trailing``;
         values are zero where undefined or (with ``zero_fill``) out of range.
         """
-        e, th, defined = self._locate(energy, offset, zero_fill, what)
-        e0, e1 = self.energy_edges[[0, -1]]
-        lx = np.log(np.clip(e, e0, e1))
-        ie0, ie1, te = self._weights(lx, np.log(self.energy_nodes))
-        it0, it1, tt = self._weights(np.clip(th, 0, self.offset_edges[-1]), self.offset_nodes)
+        corners, defined = self.corners(energy, offset, zero_fill, what)
         v = self.values
         trail = (...,) + (None,) * (v.ndim - 2)
-        te_, tt_ = te[trail], tt[trail]
-        out = ((1 - te_) * (1 - tt_) * v[ie0, it0] + te_ * (1 - tt_) * v[ie1, it0]
-               + (1 - te_) * tt_ * v[ie0, it1] + te_ * tt_ * v[ie1, it1])
+        out = sum(w[trail] * v[ie, it] for ie, it, w in corners)
         return np.where(defined[trail], out, 0.0), defined
 
 
@@ -439,17 +443,26 @@ class InstrumentResponse:
         return self.edisp(energy, offset, zero_fill, "energy dispersion")
 
     def migration_cdf(self, mu, energy, offset, zero_fill: bool = False) -> np.ndarray:
-        """P(mu' <= mu | E_t, theta), exact for the piecewise-constant density."""
-        dens, _ = self.migration(energy, offset, zero_fill)
+        """P(mu' <= mu | E_t, theta), exact for the piecewise-constant density.
+
+        The CDF is linear in the density, so the bilinear row mix of CDFs is read at mu
+        from the rows' cumulative table (one bin per point, not whole rows)."""
+        mu, energy, offset = np.broadcast_arrays(*(np.asarray(v, float)
+                                                   for v in (mu, energy, offset)))
+        corners, defined = self.edisp.corners(energy, offset, zero_fill, "energy dispersion")
         edges = self.migra_edges
+        mass, below = self._migration_mass
         dmu = np.diff(edges)
-        mass = dens * dmu
-        cum = np.cumsum(mass, axis=-1) - mass  # mass below each bin's lower edge
-        mu = np.broadcast_to(np.asarray(mu, float), dens.shape[:-1])
-        k = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, dmu.size - 1)[..., None]
-        frac = np.clip((mu[..., None] - edges[k]) / dmu[k], 0.0, 1.0)
-        out = np.take_along_axis(cum, k, -1) + frac * np.take_along_axis(mass, k, -1)
-        return np.where(mu < edges[0], 0.0, out[..., 0])
+        k = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, dmu.size - 1)
+        frac = np.clip((mu - edges[k]) / dmu[k], 0.0, 1.0)
+        out = sum(w * (below[ie, it, k] + frac * mass[ie, it, k]) for ie, it, w in corners)
+        return np.where(defined & (mu >= edges[0]), out, 0.0)
+
+    @cached_property
+    def _migration_mass(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per migration row: the mass of each mu bin and the mass below its lower edge."""
+        mass = self.edisp.values * np.diff(self.migra_edges)
+        return mass, np.cumsum(mass, axis=-1) - mass
 
     @cached_property
     def _ccr_log_table(self) -> tuple:
