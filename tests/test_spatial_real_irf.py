@@ -8,7 +8,10 @@ widths of the cells around the event.
 
 (Evaluated at every point instead of the cell centre, the exposure and widths change
 lambda by up to 2.4e-3 at 3.3 deg offset and 3 TeV, where the PSF (0.03 deg) resolves a
-0.1 deg cell: a resolution effect of the true grid, in docs/physics-notes.md.)"""
+0.1 deg cell: a resolution effect of the true grid, in docs/physics-notes.md.)
+
+A point source has no true cell: its lambda per true energy equals gammapy's exposure
+and PSF density at its exact offset."""
 
 import dataclasses
 
@@ -38,7 +41,7 @@ def seed():
         templates=np.ascontiguousarray(inputs.templates[1:2]), phi=inputs.phi[:1].copy(),
         tpl_names=[], fine=(f[0], f[1], f[2], f[3], np.zeros((0, 0)), 0.0),
         sources=tuple(a[:0] for a in inputs.sources))
-    return ctx, inputs.templates[1], diffuse
+    return ctx, inputs.templates[1], diffuse, inputs
 
 
 def _brute(ctx, template, s, lr, br, sigma_local):
@@ -70,7 +73,7 @@ def _brute(ctx, template, s, lr, br, sigma_local):
 @pytest.mark.parametrize("er, lr, br", [(3.38, 2.87, 1.70), (0.12, 1.86, 1.72),
                                         (0.32, 0.65, -2.65), (12.0, -0.31, 0.12)])
 def test_spatial_sum_equals_brute_force_with_the_real_irf(seed, er, lr, br):
-    ctx, template, diffuse = seed
+    ctx, template, diffuse, _ = seed
     out = diffuse.run(np.array([er]), np.array([lr]), np.array([br]))
     g = band_to_dense(out["dm_g"], out["dm_first"], len(ctx.quad))[0]
     col = ctx.mig.table.offset_nodes[0]
@@ -81,3 +84,35 @@ def test_spatial_sum_equals_brute_force_with_the_real_irf(seed, er, lr, br):
         kernel = g[s] / energy_kernel_sub(ctx.mig, ctx.quad, er, col, np.array([s]))[0]
         brute = _brute(ctx, template, s, lr, br, sigma[s, jl, jb, 0])
         assert kernel == pytest.approx(brute, rel=1e-4), (s, kernel / brute - 1)
+
+
+@pytest.mark.parametrize("er, dl, db", [(0.3, 0.05, -0.04), (2.0, -0.02, 0.03),
+                                        (30.0, 0.01, 0.015)])
+def test_point_source_per_true_energy_equals_gammapy(seed, gammapy_irfs, er, dl, db):
+    """A point source's lambda per true energy (flux 1 in one sub-interval, divided by
+    that sub-interval's energy kernel at the source's offset) equals the exposure times
+    the PSF density that gammapy evaluates from the same file at the source's exact
+    offset and the event's distance (no true cell involved)."""
+    import astropy.units as u
+
+    ctx, inputs = seed[0], seed[3]
+    lb, col0, t, sig, w, eps, flux = inputs.sources
+    i = 0  # HESS J1741-302, 1.7 deg from the pointing
+    lr, br = lb[i, 0] + dl, lb[i, 1] + db
+    out = inputs.run(np.array([er]), np.array([lr]), np.array([br]))
+    g = band_to_dense(out["dm_g"], out["dm_first"], len(ctx.quad))[0]
+    th = float(inputs.source_theta[i])
+    for s in np.flatnonzero(g)[np.argsort(-g[g != 0])[:2]]:
+        one = np.zeros_like(flux[i:i + 1])
+        one[0, s] = 1.0
+        single = dataclasses.replace(inputs, sources=(lb[i:i + 1], col0[i:i + 1], t[i:i + 1],
+                                                      sig[i:i + 1], w[i:i + 1],
+                                                      eps[i:i + 1], one))
+        pt = single.run(np.array([er]), np.array([lr]), np.array([br]))["points"][0]
+        k = energy_kernel_sub(ctx.mig, ctx.quad, er, th, np.array([s]))[0]
+        e_t = ctx.quad.centres[s] * u.TeV
+        area = gammapy_irfs["aeff"].evaluate(energy_true=e_t, offset=th * u.deg)
+        r = angular_offset(lr, br, lb[i, 0], lb[i, 1]) * u.deg
+        dens = gammapy_irfs["psf"].evaluate(energy_true=e_t, offset=th * u.deg, rad=r)
+        ref = (area * ctx.obs.livetime_s * u.s * dens).to_value("cm2 s sr-1")
+        assert pt / k == pytest.approx(ref, rel=1e-5), (s, pt / k / ref - 1)
