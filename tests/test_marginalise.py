@@ -216,32 +216,34 @@ def test_line_kernel_integrates_to_the_pointwise_h(tiny):
 
 def test_local_window_holds_every_cell_that_reaches_the_event():
     """The per-cell window radius: for events anywhere in a cell, every cell whose PSF
-    (its own width) reaches the event within n_sigma per axis lies inside the window,
-    with an outlier width far away not widening the windows around the centre."""
+    (its own width, a function of its offset) reaches the event within n_sigma per
+    axis lies inside the window, with a steep rise of the width at large offsets not
+    widening the windows near the pointing."""
+    from gammadm.instrument.reach import angular_offset
     from gammadm.marginalise import _local_reach
 
     rng = np.random.default_rng(4)
-    le = np.linspace(-1.5, 1.5, 31)
-    be = np.linspace(-1.2, 1.2, 25)
+    le = np.linspace(-2.5, 2.5, 51)
+    be = np.linspace(-2.0, 2.0, 41)
     x, y = np.meshgrid(0.5 * (le[1:] + le[:-1]), 0.5 * (be[1:] + be[:-1]), indexing="ij")
-    widest = np.stack([0.03 + 0.01 * np.hypot(x, y) + 0.004 * rng.random(x.shape)
-                       for _ in range(2)])
-    widest[1, 0, 0] = 0.12  # e.g. an extrapolated corner
-    widest[1, 5, 7] = 0.0   # a cell without PSF
+    theta = angular_offset(x, y, 0.2, -0.1)
+    grid = np.union1d(np.linspace(0.0, theta.max() + 0.1, 120), [0.5, 1.5, 2.5])
+    widest = np.stack([0.03 + 0.01 * grid + 0.002 * np.sin(9 * grid),
+                       np.where(grid < 2.6, 0.03, 0.03 + 0.25 * (grid - 2.6))])
     n_sigma = 5.33
-    r = _local_reach(widest, n_sigma, le, be)
-    assert np.all(r <= n_sigma * widest.max(axis=(1, 2), keepdims=True))
-    assert r[1, 15, 12] < 0.5 * n_sigma * 0.12  # the centre does not see the corner
-    lo_l, hi_l, lo_b, hi_b = le[:-1], le[1:], be[:-1], be[1:]
-    for _ in range(300):
-        s, i, j = rng.integers(2), rng.integers(30), rng.integers(24)
+    r = _local_reach(widest, grid, theta, n_sigma, le, be)
+    own = np.stack([np.interp(theta, grid, f) for f in widest])  # each cell's width
+    assert np.all(r <= n_sigma * widest.max(axis=1)[:, None, None] * (1 + 1e-12))
+    assert r[1, 25, 21] < 0.5 * n_sigma * widest[1].max()  # near the pointing
+    for _ in range(400):
+        s, i, j = rng.integers(2), rng.integers(50), rng.integers(40)
         xe = rng.uniform(le[i], le[i + 1])
         ye = rng.uniform(be[j], be[j + 1])
         cb = np.cos(np.radians(ye))
         # per-axis distance from the event to each cell (0 inside it), l on the sky
-        dl = np.maximum(np.maximum(lo_l - xe, xe - hi_l), 0.0)[:, None] * cb
-        db = np.maximum(np.maximum(lo_b - ye, ye - hi_b), 0.0)[None, :]
-        reaches = (dl <= n_sigma * widest[s]) & (db <= n_sigma * widest[s])
+        dl = np.maximum(np.maximum(le[:-1] - xe, xe - le[1:]), 0.0)[:, None] * cb
+        db = np.maximum(np.maximum(be[:-1] - ye, ye - be[1:]), 0.0)[None, :]
+        reaches = (dl <= n_sigma * own[s]) & (db <= n_sigma * own[s])
         inside = (dl <= r[s, i, j]) & (db <= r[s, i, j])
         assert np.all(inside[reaches]), (s, i, j)
 
