@@ -147,10 +147,12 @@ def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row
 
 
 @numba.njit(cache=True)
-def _edge_factors(edges, i0, i1, x, scale, sg, f, fp):
+def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp):
     """Per cell i in [i0, i1): f[i - i0] = Phi((e_{i+1} - x) scale / sg) - Phi((e_i - x)
-    scale / sg) and fp = its derivative with respect to sg (at fixed scale). f and fp
-    hold i1 - i0 + 1 values: the edges' first (an independent loop), then the cells'."""
+    scale / sg), fp and fpp its first and second derivatives with respect to sg (at
+    fixed scale: d Phi(z) / d sg = -z phi / sg, d2 / d sg2 = (2 z - z^3) phi / sg^2).
+    The arrays hold i1 - i0 + 1 values: the edges' first (an independent loop), then
+    the cells'."""
     inv = scale / sg
     inv_sg = 1.0 / sg
     for i in range(i0, i1 + 1):
@@ -158,9 +160,11 @@ def _edge_factors(edges, i0, i1, x, scale, sg, f, fp):
         c, pdf = _ndtr_pdf(z)
         f[i - i0] = c
         fp[i - i0] = -z * pdf * inv_sg
+        fpp[i - i0] = (2.0 - z * z) * z * pdf * inv_sg * inv_sg
     for j in range(i1 - i0):
         f[j] = f[j + 1] - f[j]
         fp[j] = fp[j + 1] - fp[j]
+        fpp[j] = fpp[j + 1] - fpp[j]
 
 
 @numba.njit(cache=True)
@@ -175,13 +179,16 @@ def _row_cos(b_edges):
 
 @numba.njit(cache=True)
 def _scratch(n_terms, n_l, n_b):
-    """Buffers of the window factors (l, dl/dsigma, b, db/dsigma), reused by events."""
+    """Buffers of the window factors (l, dl/dsigma, b, db/dsigma, d2l/dsigma2,
+    d2b/dsigma2), reused by events."""
     return (np.empty((n_terms, n_l + 1)), np.empty((n_terms, n_l + 1)),
-            np.empty((n_terms, n_b + 1)), np.empty((n_terms, n_b + 1)))
+            np.empty((n_terms, n_b + 1)), np.empty((n_terms, n_b + 1)),
+            np.empty((n_terms, n_l + 1)), np.empty((n_terms, n_b + 1)))
 
 
 @numba.njit(cache=True)
-def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp):
+def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp,
+                    flpp, fbpp):
     """Cells within r [deg] of (x_r, y_r) and, per PSF term, the l and b factors of their
     PSF masses at the reference widths ``sigma_ref`` (see `_window_sums`)."""
     n_l = l_edges.shape[0] - 1
@@ -191,8 +198,9 @@ def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, fl
     ib0 = max(np.searchsorted(b_edges, y_r - r) - 1, 0)
     ib1 = min(np.searchsorted(b_edges, y_r + r), n_b)
     for q in range(sigma_ref.shape[0]):
-        _edge_factors(l_edges, il0, il1, x_r, 1.0, sigma_ref[q] / cref, fl[q], flp[q])
-        _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sigma_ref[q], fb[q], fbp[q])
+        _edge_factors(l_edges, il0, il1, x_r, 1.0, sigma_ref[q] / cref, fl[q], flp[q],
+                      flpp[q])
+        _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sigma_ref[q], fb[q], fbp[q], fbpp[q])
     return il0, il1, ib0, ib1
 
 
@@ -247,27 +255,10 @@ def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_
     return out
 
 
-@numba.njit(cache=True, inline="always")
-def _eps_psf_mass(ca, cbq, ccq, s, il, ib, sref, cref, fl, flp, fb, fbp, a, b):
-    """eps x the PSF mass of cell (il, ib) at sub-interval s from the window factors
-    (index a in l, b in b) at the reference widths ``sref``, corrected to first order
-    for the cell's own widths (coefficients premultiplied, see `_window_sums`)."""
-    val = 0.0
-    for q in range(sref.shape[0]):
-        w = ca[s, il, ib, q]
-        if w == 0.0:
-            continue
-        fa = fl[q, a]
-        fbb = fb[q, b]
-        val += (w * fa * fbb + (cbq[s, il, ib, q] - w * sref[q] / cref) * flp[q, a] * fbb
-                + (ccq[s, il, ib, q] - w * sref[q]) * fa * fbp[q, b])
-    return val
-
-
 @numba.njit(cache=True)
-def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, cbq, ccq, col0, col_t, cosb,
-                 l_edges, b_edges, reach, templates, fl, flp, fb, fbp, kc_row, with_k, acc,
-                 bk, vrow):
+def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, col_t, inv_cosb,
+                 l_edges, b_edges, reach, templates, fl, flp, fb, fbp, flpp, fbpp, kc_row,
+                 with_k, acc, bk, vrow):
     """Sums over the cells of the PSF window of sub-interval s, for an event at (x_r, y_r)
 in cell (jl, jb) (the window: cells within reach[s, jl, jb] per axis):
 
@@ -277,17 +268,16 @@ in cell (jl, jb) (the window: cells within reach[s, jl, jb] per axis):
     bk[t] = sum T_t eps M_cell(x_r) K(E_r; cell) for the other templates, with
     K(cell) = sum_c w_c kc_row[c].
     M_cell is the Gaussian PSF integrated over the cell: per term an l factor times a b
-    factor at the width of the event's cell, corrected to first order for each cell's
-    own width (error ~ (d sigma/sigma)^2 ~ 1e-4 across a window); eps, the term weights
-    and widths come premultiplied (ca = eps w, cbq = eps w sigma / cos b,
-    ccq = eps w sigma)."""
+    factor at the width of the event's cell, corrected to second order for each cell's
+    own width (the first order alone left 1.4e-3 at 4 deg offset, where the width
+    changes by ~1 % per cell); ca = eps w per cell and term."""
     for c in range(acc.shape[0]):
         acc[c] = 0.0
     for t in range(bk.shape[0]):
         bk[t] = 0.0
     sref = sigma[s, jl, jb]
     il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s, jl, jb],
-                                         sref, cref, fl, flp, fb, fbp)
+                                         sref, cref, fl, flp, fb, fbp, flpp, fbpp)
     n_tpl = templates.shape[0]
     n_q = sref.shape[0]
     nb = ib1 - ib0
@@ -300,12 +290,17 @@ in cell (jl, jb) (the window: cells within reach[s, jl, jb] per axis):
         for q in range(n_q):
             fa = fl[q, a]
             fpa = flp[q, a]
+            hppa = 0.5 * flpp[q, a]
             sq = sref[q]
+            sq_l = sq / cref
             for b in range(nb):
-                w = ca[s, il, ib0 + b, q]
-                fbb = fb[q, b]
-                vrow[b] += (w * fa * fbb + (cbq[s, il, ib0 + b, q] - w * sq / cref) * fpa * fbb
-                            + (ccq[s, il, ib0 + b, q] - w * sq) * fa * fbp[q, b])
+                ib = ib0 + b
+                sg = sigma[s, il, ib, q]
+                d_l = sg * inv_cosb[ib] - sq_l  # the cell's own widths minus the reference
+                d_b = sg - sq
+                vrow[b] += ca[s, il, ib, q] * (
+                    fb[q, b] * (fa + d_l * (fpa + d_l * hppa))
+                    + d_b * (fbp[q, b] * (fa + d_l * fpa) + 0.5 * d_b * fa * fbpp[q, b]))
         for b in range(nb):
             val = vrow[b]
             if val == 0.0:
@@ -333,13 +328,14 @@ def _run_end(parent, off, i, n):
 
 @numba.njit(cache=True)
 def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, ca, cbq, ccq, col0, col_t, f_l, f_b,
-                  f_pl, f_pb, f_dj, fl, flp, fb, fbp, acc):
+                  f_pl, f_pb, f_dj, fl, flp, fb, fbp, flpp, fbpp, acc):
     """Add to acc[c] the dark matter's structure inside the central true cells: sub-cells
     (edges f_l, f_b; parent cells f_pl, f_pb) carry dJ = J(sub-cell) - J(parent cell),
     both exact solid-angle averages, with the parent's exposure, PSF widths and column
-    mix; the PSF is integrated over each sub-cell as in `_window_sums`."""
+    mix; the PSF is integrated over each sub-cell as in `_window_sums`, corrected to
+    first order for the parent's widths."""
     il0, il1, ib0, ib1 = _window_factors(f_l, f_b, x_r, y_r, cb_r, reach, sref, cref, fl,
-                                         flp, fb, fbp)
+                                         flp, fb, fbp, flpp, fbpp)
     na = il1 - il0
     nb = ib1 - ib0
     # per parent cell, sum_sub dJ M_sub is bilinear in the sub-cells' l and b factors
@@ -442,10 +438,11 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
     n_sub = sub_row.shape[0]
     ne = medges.shape[0]
     cosb = _row_cos(b_edges)
+    inv_cosb = 1.0 / cosb
     block = EVENT_BLOCK
     for blk in numba.prange((n + block - 1) // block):
-        fl, flp, fb, fbp = _scratch(n_terms, n_l, n_b)
-        gl, glp, gb, gbp = _scratch(n_terms, f_l.shape[0], f_b.shape[0])
+        fl, flp, fb, fbp, flpp, fbpp = _scratch(n_terms, n_l, n_b)
+        gl, glp, gb, gbp, glpp, gbpp = _scratch(n_terms, f_l.shape[0], f_b.shape[0])
         kc = np.empty((n_sub, n_cols))
         sdm = np.empty((n_sub, n_cols))
         acc = np.empty(n_cols)
@@ -511,13 +508,14 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                         sdm[s - a0, c] = 0.0
                     continue
                 with_k = d0 <= s <= d1
-                _window_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, sigma, ca, cbq, ccq, col0,
-                             col_t, cosb, l_edges, b_edges, reach, templates, fl, flp, fb, fbp,
-                             kc[s - d0] if with_k else kc[0], with_k, acc, bk, vrow)
+                _window_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, sigma, ca, col0,
+                             col_t, inv_cosb, l_edges, b_edges, reach, templates, fl, flp, fb, fbp,
+                             flpp, fbpp, kc[s - d0] if with_k else kc[0], with_k, acc, bk,
+                             vrow)
                 if f_dj.shape[0] > 0 and sigma[s, jl, jb, 0] < fine_sigma:
                     _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, jl, jb],
                                   reach[s, jl, jb], ca, cbq, ccq, col0, col_t, f_l, f_b, f_pl,
-                                  f_pb, f_dj, gl, glp, gb, gbp, acc)
+                                  f_pb, f_dj, gl, glp, gb, gbp, glpp, gbpp, acc)
                 for c in range(n_cols):
                     sdm[s - a0, c] = acc[c]
                 if not with_k:
