@@ -321,14 +321,18 @@ def psf_node_mix(irf: InstrumentResponse, energy, offset):
 
     Returns ``sigma_nodes, weight_nodes`` (n_e, n_nodes, n_terms), ``i0, i1, t``
     (shape of ``offset``: the two offset nodes and the weight of the second) and
-    ``defined`` (n_e,) + offset.shape. Bilinear as `NodeTable`.
+    ``defined`` (n_e,) + offset.shape. Bilinear as `NodeTable`. Terms whose weight is
+    zero at every node of the file are left out (prod5 stores three Gaussian terms
+    and uses one: the per-cell arrays are then a third of the size).
     """
     e = np.asarray(energy, float)
     theta = np.asarray(offset, float)
     tab = irf.psf_sigma
     i0, i1, t = tab._weights(np.clip(theta, 0, tab.offset_edges[-1]), tab.offset_nodes)
-    return (_energy_only(irf.psf_sigma, e), _energy_only(irf.psf_weight, e), i0, i1, t,
-            tab.defined_grid(e, theta))
+    used = np.flatnonzero((irf.psf_weight.values > 0).any(axis=(0, 1)))
+    used = used if used.size else np.arange(1)
+    return (_energy_only(irf.psf_sigma, e)[..., used], _energy_only(irf.psf_weight, e)[..., used],
+            i0, i1, t, tab.defined_grid(e, theta))
 
 
 def psf_cells(irf: InstrumentResponse, energy, offset):
