@@ -260,7 +260,7 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, col_t, inv_co
                  l_edges, b_edges, reach, templates, fl, flp, fb, fbp, flpp, fbpp, kc_row,
                  with_k, acc, bk, vrow):
     """Sums over the cells of the PSF window of sub-interval s, for an event at (x_r, y_r)
-in cell (jl, jb) (the window: cells within reach[s, jl, jb] per axis):
+    in cell (jl, jb) (the window: cells within reach[s, jl, jb] per axis):
 
     acc[c] = sum T_0 eps M_cell(x_r) w_c, the dark matter's sum split by the offset
     column c of the migration (a cell mixes its two nearest columns linearly with
