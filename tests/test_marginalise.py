@@ -263,3 +263,17 @@ def test_visit_order_deals_energy_blocks_to_the_threads(n_threads):
         e = er[order[share[0] * EVENT_BLOCK:(share[-1] + 1) * EVENT_BLOCK]]
         assert np.all(np.diff(e) >= 0)
         assert e[0] <= np.quantile(er, 0.1) and e[-1] >= np.quantile(er, 0.9)
+
+
+def test_range_max_equals_slices():
+    """The sparse-table range maxima equal numpy's maxima of the slices."""
+    from gammadm.marginalise import _range_max
+
+    rng = np.random.default_rng(6)
+    values = rng.random((5, 37))
+    lo = rng.integers(0, 37, (5, 200))
+    hi = np.minimum(lo + rng.integers(0, 37, (5, 200)), 36)
+    got = _range_max(values, lo, hi)
+    for s in range(5):
+        for i in range(200):
+            assert got[s, i] == values[s, lo[s, i]:hi[s, i] + 1].max()
