@@ -130,13 +130,9 @@ class MigrationTables:
                             tab.offset_nodes)
 
     def mix(self, energy, offset) -> list[tuple]:
-        """The bilinear row mix at (E [TeV], theta [deg]): four (row_e, row_t, weight)."""
-        tab = self.table
-        e = np.clip(np.asarray(energy, float), *tab.energy_edges[[0, -1]])
-        ie0, ie1, te = tab._weights(np.log(e), np.log(tab.energy_nodes))
-        it0, it1, tt = self.theta_mix(offset)
-        return [(ie0, it0, (1 - te) * (1 - tt)), (ie1, it0, te * (1 - tt)),
-                (ie0, it1, (1 - te) * tt), (ie1, it1, te * tt)]
+        """The bilinear row mix at (E [TeV], theta [deg]): four (row_e, row_t, weight),
+        clipped to the table (no range error)."""
+        return self.table.corners(energy, offset, zero_fill=True)[0]
 
     def evaluate(self, kind: str, energy, offset, mu) -> np.ndarray:
         """A table of the bilinear row mix at (E [TeV], theta [deg]), at mu (pointwise)."""
