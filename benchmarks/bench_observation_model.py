@@ -96,7 +96,7 @@ def _naive_dm_kernel(ctx, inputs, er, lr, br) -> np.ndarray:
     from gammadm.instrument.normalisation import energy_kernel_sub
 
     sigma, ca = inputs.spatial[0][..., 0], inputs.spatial[1][..., 0]
-    col0, col_t, le, be = inputs.spatial[4:8]
+    col0, col_t, le, be = inputs.spatial[2:6]
     nodes = ctx.mig.table.offset_nodes
     subs = np.arange(len(ctx.quad))
     cb = np.cos(np.radians(0.5 * (be[1:] + be[:-1])))

@@ -19,13 +19,12 @@ from .conftest import ROOT
 def _flat_inputs(inputs, sigma_deg: float, fine: bool):
     """Offset-independent IRF: one Gaussian PSF term of width sigma_deg everywhere,
     exposure 1 cm2 s, migration column 0; only the dark-matter template."""
-    sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach = inputs.spatial
+    sigma, ca, col0, col_t, l_edges, b_edges, reach = inputs.spatial
     shape = sigma.shape[:3] + (1,)
     sig = np.full(shape, sigma_deg)
     one = np.ones(shape)
-    cosb = np.cos(np.radians(0.5 * (b_edges[1:] + b_edges[:-1])))
-    spatial = (sig, one, sig / cosb[None, None, :, None], sig.copy(), np.zeros_like(col0),
-               np.zeros_like(col_t), l_edges, b_edges, np.full_like(reach, 5.33 * sigma_deg))
+    spatial = (sig, one, np.zeros_like(col0), np.zeros_like(col_t), l_edges, b_edges,
+               np.full_like(reach, 5.33 * sigma_deg))
     f = inputs.fine
     f = f[:5] + (1.0,) if fine else (f[0], f[1], f[2], f[3], np.zeros((0, 0)), 0.0)
     return dataclasses.replace(inputs, spatial=spatial, templates=inputs.templates[:1].copy(),

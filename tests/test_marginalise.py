@@ -156,7 +156,7 @@ def test_constant_template_gives_phi_eps(tiny):
     ctx, inputs, _ = tiny
     true = ctx.obs.true
     i0, j0 = true.shape[1] // 2, true.shape[2] // 2
-    sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach = inputs.spatial
+    sigma, ca, col0, col_t, l_edges, b_edges, reach = inputs.spatial
 
     def flat(a, fill=None):
         a = np.broadcast_to(a[:, i0:i0 + 1, j0:j0 + 1], a.shape).copy()
@@ -168,9 +168,7 @@ def test_constant_template_gives_phi_eps(tiny):
     tot = flat(ca).sum(axis=-1, keepdims=True)
     w = np.divide(flat(ca), tot, out=np.zeros_like(tot * ca), where=tot > 0)  # term weights
     ca_f = 2.5e9 * w
-    cosb = np.cos(np.radians(0.5 * (b_edges[1:] + b_edges[:-1])))
-    spatial = (sig, ca_f, ca_f * sig / cosb[None, None, :, None], ca_f * sig,
-               np.zeros_like(col0), np.zeros_like(col_t), l_edges, b_edges, reach)
+    spatial = (sig, ca_f, np.zeros_like(col0), np.zeros_like(col_t), l_edges, b_edges, reach)
     const = dataclasses.replace(inputs, spatial=spatial,
                                 templates=np.full((1,) + true.shape[1:], 7.0),
                                 phi=np.zeros((1, len(ctx.quad))), tpl_names=[],

@@ -33,12 +33,12 @@ from .conftest import ROOT
 def seed():
     ctx = NormContext(load_config(ROOT / "config" / "config.yaml"), None)
     inputs = KernelInputs.build(ctx)
-    sigma, ca, cbq, ccq, col0, col_t, le, be, reach = inputs.spatial
+    sigma, ca, col0, col_t, le, be, reach = inputs.spatial
     f = inputs.fine
     # the diffuse template alone, every cell on migration column 0 (so that dividing by
     # K_s of that column leaves the spatial sum), no sub-cell J structure, no sources
     diffuse = dataclasses.replace(
-        inputs, spatial=(sigma, ca, cbq, ccq, np.zeros_like(col0), np.zeros_like(col_t), le,
+        inputs, spatial=(sigma, ca, np.zeros_like(col0), np.zeros_like(col_t), le,
                          be, reach),
         templates=np.ascontiguousarray(inputs.templates[1:2]), phi=inputs.phi[:1].copy(),
         tpl_names=[], fine=(f[0], f[1], f[2], f[3], np.zeros((0, 0)), 0.0),
@@ -80,7 +80,7 @@ def test_spatial_sum_equals_brute_force_with_the_real_irf(seed, er, lr, br):
     out = diffuse.run(np.array([er]), np.array([lr]), np.array([br]))
     g = band_to_dense(out["dm_g"], out["dm_first"], len(ctx.quad))[0]
     col = ctx.mig.table.offset_nodes[0]
-    sigma, le, be = diffuse.spatial[0], diffuse.spatial[6], diffuse.spatial[7]
+    sigma, le, be = diffuse.spatial[0], diffuse.spatial[4], diffuse.spatial[5]
     jl, jb = np.searchsorted(le, lr) - 1, np.searchsorted(be, br) - 1
     top = np.flatnonzero(g)[np.argsort(-g[g != 0])[:2]]  # where the kernel weighs most
     for s in top:
@@ -128,7 +128,7 @@ def test_event_in_a_cell_without_response(seed):
     force to <= 2.1e-4 (a 1 deg placeholder gave +37 %)."""
     ctx, template, diffuse, _ = seed
     er, lr, br = 0.197, 2.863, 2.880
-    sigma, ca, le, be = (diffuse.spatial[k] for k in (0, 1, 6, 7))
+    sigma, ca, le, be = (diffuse.spatial[k] for k in (0, 1, 4, 5))
     jl, jb = np.searchsorted(le, lr) - 1, np.searchsorted(be, br) - 1
     out = diffuse.run(np.array([er]), np.array([lr]), np.array([br]))
     g = band_to_dense(out["dm_g"], out["dm_first"], len(ctx.quad))[0]

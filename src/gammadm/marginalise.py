@@ -158,7 +158,7 @@ class KernelInputs:
     the point sources."""
 
     energy: tuple      # sub_edges, ln_sub_edges, sub_row, row_ln_e, *migration, mu_lo, mu_hi
-    spatial: tuple     # sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach
+    spatial: tuple     # sigma, ca, col0, col_t, l_edges, b_edges, reach
     templates: np.ndarray  # [n_tpl, l, b]: 0 = dark matter, then the backgrounds' maps
     phi: np.ndarray        # [n_tpl, n_sub] spectra averaged over each sub-interval
     tpl_names: list        # background component of each template t >= 1
@@ -180,9 +180,6 @@ class KernelInputs:
         sig, w, reach = _psf_window(obs, ec, theta, true.lon.edges, true.lat.edges)
         eps = obs.irf.exposure(ec[:, None, None], theta[None], obs.livetime_s, zero_fill=True)
         ca = eps[..., None] * w
-        cosb = np.cos(np.radians(0.5 * (true.lat.edges[1:] + true.lat.edges[:-1])))
-        ccq = ca * sig
-        cbq = ccq / cosb[None, None, :, None]
         lo, hi = _support(mig, quad.row, obs.tail_mass)
         e_lo, e_hi = quad.edges[:-1], quad.edges[1:]
         names = []
@@ -220,18 +217,17 @@ class KernelInputs:
             rho = np.where(geo > 0, eps_p / geo, 1.0)
         src = _point_source_arrays(ctx, ctx.sources if "hgps" in bkg else [], e_lo, e_hi)
         c = np.ascontiguousarray
-        # the kernel reads sigma, ca, cbq and ccq of every window cell together: stored
+        # the kernel reads sigma and ca (eps w) of every window cell together: stored
         # side by side (views of one array) they share a cache line (1.1-1.2x measured
         # at 2e4 seed events; same results bit for bit)
-        packed = np.stack([sig, ca, cbq, ccq], axis=-1)
-        sig, ca, cbq, ccq = (packed[..., k] for k in range(4))
+        packed = np.stack([sig, ca], axis=-1)
+        sig, ca = packed[..., 0], packed[..., 1]
         # likewise the templates of a cell ([t, l, b] view of a cell-major array)
         templates = np.moveaxis(np.stack(tpl, axis=-1), -1, 0)
         return cls(
             (quad.edges, np.log(quad.edges), quad.row.astype(np.int64), quad.row_log_energy,
              *pack_migration(mig), lo, hi),
-            (sig, ca, cbq, ccq, c0.astype(np.int64), ct, true.lon.edges,
-             true.lat.edges, reach),
+            (sig, ca, c0.astype(np.int64), ct, true.lon.edges, true.lat.edges, reach),
             templates, c(np.array(phi)), names, _central_structure(ctx),
             (e, r0.astype(np.int64), t, j.astype(np.int64), u, c(rho)), (p_lo, p_hi),
             src[:7], src[7], mig.table.offset_nodes, obs.pointing)
@@ -248,7 +244,7 @@ class KernelInputs:
     def columns(self, er, lr, br) -> tuple[np.ndarray, np.ndarray]:
         """Offset columns of the migration each event's PSF windows (and the point
         sources) can touch."""
-        reach, l_edges = self.spatial[8], self.spatial[6]
+        reach, l_edges = self.spatial[6], self.spatial[4]
         theta_r = angular_offset(lr, br, *self.pointing)
         # cells within the widest window, plus half a cell diagonal
         r = float(reach.max()) + 0.75 * float(np.max(np.diff(l_edges)))

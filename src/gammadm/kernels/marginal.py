@@ -327,8 +327,8 @@ def _run_end(parent, off, i, n):
 
 
 @numba.njit(cache=True)
-def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, ca, cbq, ccq, col0, col_t, f_l, f_b,
-                  f_pl, f_pb, f_dj, fl, flp, fb, fbp, flpp, fbpp, acc):
+def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, sigma, ca, col0, col_t, inv_cosb, f_l,
+                  f_b, f_pl, f_pb, f_dj, fl, flp, fb, fbp, flpp, fbpp, acc):
     """Add to acc[c] the dark matter's structure inside the central true cells: sub-cells
     (edges f_l, f_b; parent cells f_pl, f_pb) carry dJ = J(sub-cell) - J(parent cell),
     both exact solid-angle averages, with the parent's exposure, PSF widths and column
@@ -365,8 +365,8 @@ def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, ca, cbq, ccq, col0, col_
                         s_ab += fl[q, aa] * r_b
                         s_pb += flp[q, aa] * r_b
                         s_ap += fl[q, aa] * r_p
-                    val = (w * s_ab + (cbq[s, il, ib, q] - w * sq / cref) * s_pb
-                           + (ccq[s, il, ib, q] - w * sq) * s_ap)
+                    sg = sigma[s, il, ib, q]  # the parent's widths minus the reference
+                    val = w * (s_ab + (sg * inv_cosb[ib] - sq / cref) * s_pb + (sg - sq) * s_ap)
                     c0 = col0[il, ib]
                     tt = col_t[il, ib]
                     acc[c0] += (1.0 - tt) * val
@@ -407,7 +407,7 @@ def _point_sources(er_kc, s0, s1, dx2, src_col0, src_t, src_sigma, src_weight, s
 def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     sub_edges, ln_sub_edges, sub_row, row_ln_e, k, k1, dens, medges,
                     ln_medges, mu_lo, mu_hi,
-                    sigma, ca, cbq, ccq, col0, col_t, l_edges, b_edges, reach, templates, phi,
+                    sigma, ca, col0, col_t, l_edges, b_edges, reach, templates, phi,
                     f_l, f_b, f_pl, f_pb, f_dj, fine_sigma,
                     pts_e, pts_row, pts_t, pts_sub, pts_u, pts_rho,
                     src_lb, src_col0, src_t, src_sigma, src_weight, src_eps, src_flux,
@@ -514,8 +514,8 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                              vrow)
                 if f_dj.shape[0] > 0 and sigma[s, jl, jb, 0] < fine_sigma:
                     _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, jl, jb],
-                                  reach[s, jl, jb], ca, cbq, ccq, col0, col_t, f_l, f_b, f_pl,
-                                  f_pb, f_dj, gl, glp, gb, gbp, glpp, gbpp, acc)
+                                  reach[s, jl, jb], sigma, ca, col0, col_t, inv_cosb, f_l, f_b,
+                                  f_pl, f_pb, f_dj, gl, glp, gb, gbp, glpp, gbpp, acc)
                 for c in range(n_cols):
                     sdm[s - a0, c] = acc[c]
                 if not with_k:
