@@ -54,17 +54,26 @@ def test_reported_calls_are_likelihood_calls():
     assert n == len(calls)
 
 
-def test_checkpoint_of_other_settings_is_refused(tmp_path):
-    from gammadm.inference.sampler import CheckpointMismatch, checkpoint_path
+def test_stale_checkpoint_is_set_aside_and_the_run_starts_afresh(tmp_path):
+    from gammadm.inference.sampler import checkpoint_path
 
     x = toy.draw(np.random.default_rng(1), 50, 70, 30, 0.5)
     model = model_from_arrays([toy.arrays(x)], toy.config(), [toy.SPECTRUM])
+    args = (model.loglike, model.prior, model.ndim, model.names)
     ck = checkpoint_path(tmp_path, "signal")
-    run_dynesty(model.loglike, model.prior, model.ndim, model.names,
-                SamplerSettings(nlive=30, dlogz=2.0, seed=3), ck)
-    with pytest.raises(CheckpointMismatch, match="other settings"):
-        run_dynesty(model.loglike, model.prior, model.ndim, model.names,
-                    SamplerSettings(nlive=31, dlogz=2.0, seed=3), ck)
+    old, _ = run_dynesty(*args, SamplerSettings(nlive=30, dlogz=2.0, seed=3), ck)
+    fresh, n_fresh = run_dynesty(*args, SamplerSettings(nlive=31, dlogz=2.0, seed=3))
+    # same settings, other data: the finished checkpoint must not be resumed
+    new, n_new = run_dynesty(*args, SamplerSettings(nlive=31, dlogz=2.0, seed=3), ck,
+                             fingerprint_extra="store re-made")
+    assert ck.with_name("signal.stale.pkl").exists()
+    assert ck.with_name("signal.stale.json").exists()
+    assert new.logz[-1] == fresh.logz[-1] and n_new == n_fresh
+    assert new.logz[-1] != old.logz[-1]
+    # and the new checkpoint resumes as the finished run it is
+    again, _ = run_dynesty(*args, SamplerSettings(nlive=31, dlogz=2.0, seed=3), ck,
+                           fingerprint_extra="store re-made")
+    assert again.logz[-1] == new.logz[-1]
 
 
 def test_checkpoint_fingerprint_ignores_sections_the_posterior_does_not_read():
@@ -83,3 +92,29 @@ def test_checkpoint_fingerprint_ignores_sections_the_posterior_does_not_read():
     other["priors"]["mass_TeV"]["high"] *= 2
     assert checkpoint_fingerprint(other, stores) != base
     assert checkpoint_fingerprint(cfg, (("gc", "n.zarr", "other.zarr"),)) != base
+
+
+def test_checkpoint_fingerprint_follows_the_stores_contents(tmp_path):
+    """A store re-made (same path, new files) makes an older checkpoint stale; reading
+    it does not."""
+    import time
+
+    from gammadm.config import load_config
+    from gammadm.inference.run import checkpoint_fingerprint
+    from gammadm.store import create_store, read_complete, write_region
+
+    cfg = load_config(ROOT / "config" / "ci.yaml")
+    norm, marg = tmp_path / "n.zarr", tmp_path / "m.zarr"
+    for p in (norm, marg):
+        create_store(p, {"x": ((4,), 0, None, "")}, {}, 2)
+        write_region(p, "x", (slice(0, 2),), np.ones(2))
+        write_region(p, "x", (slice(2, 4),), np.ones(2))
+    stores = (("gc", str(norm), str(marg)),)
+    base = checkpoint_fingerprint(cfg, stores)
+    read_complete(marg)
+    assert checkpoint_fingerprint(cfg, stores) == base
+    time.sleep(0.05)  # beyond a coarse file-system clock
+    write_region(marg, "x", (slice(2, 4),), np.ones(2))  # a chunk job run again
+    assert checkpoint_fingerprint(cfg, stores) != base
+    # binned mode also reads binned.zarr beside norm.zarr
+    assert checkpoint_fingerprint(cfg, stores, binned=True) != checkpoint_fingerprint(cfg, stores)

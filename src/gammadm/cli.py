@@ -367,7 +367,7 @@ def cmd_sample(args) -> int:
     """Nested sampling of a campaign (serial, or MPI with sampler.tasks ranks)."""
     from .inference.parallel import ParallelError
     from .inference.run import run_sample
-    from .inference.sampler import EXIT_CHECKPOINTED, CheckpointMismatch, Checkpointed
+    from .inference.sampler import EXIT_CHECKPOINTED, Checkpointed
 
     cfg = _load(args)
     sub = f"/{args.obs}" if args.obs else ""
@@ -388,7 +388,7 @@ def cmd_sample(args) -> int:
         return run_sample(cfg, out, Path(args.results), args.obs, args.background_only,
                           Path(args.bkg_evidence) if args.bkg_evidence else None,
                           args.summary_name)
-    except (ParallelError, CheckpointMismatch) as exc:
+    except ParallelError as exc:
         print(f"gammadm sample: error: {exc}", file=sys.stderr)
         return 2
     except Checkpointed as exc:

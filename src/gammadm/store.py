@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["IncompleteStoreError", "chunk_range", "parse_chunk", "create_store",
-           "write_region", "read_complete"]
+           "write_region", "read_complete", "store_stamp"]
 
 
 class IncompleteStoreError(RuntimeError):
@@ -95,6 +95,23 @@ def read_complete(path: str | Path, names: list[str] | None = None) -> dict:
         out[name] = data
     out["attrs"] = dict(root.attrs)
     return out
+
+
+def store_stamp(path: str | Path) -> str:
+    """A digest of a store's files (relative path, size, modification time in ns): it
+    changes whenever a creator or chunk job rewrites any part of the store, so that
+    results derived from an older state (a sampling checkpoint) can be recognised.
+    A missing store stamps as "missing"."""
+    import hashlib
+
+    root = Path(path)
+    if not root.exists():
+        return "missing"
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _array_names(group, prefix: str = "") -> list[str]:

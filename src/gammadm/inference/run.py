@@ -31,12 +31,18 @@ BINNED_ABOVE = 1_000_000
 _NOT_IN_FINGERPRINT = ("upper_limits", "sbc")
 
 
-def checkpoint_fingerprint(cfg: dict, stores) -> str:
+def checkpoint_fingerprint(cfg: dict, stores, binned: bool = False) -> str:
     """What a sampling checkpoint must have been written for: the campaign without the
     sections the posterior does not depend on (the fixed-mass limits fingerprint their
-    own mass and prior), and the stores."""
-    return json.dumps({k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT},
-                      sort_keys=True) + repr(tuple(stores))
+    own mass and prior), and the stores, by path and by the state of their files (a
+    store re-made since, by changed code or inputs, makes the checkpoint stale)."""
+    from ..store import store_stamp
+
+    read = [p for _, norm, marg in stores
+            for p in (norm, marg, *([str(Path(norm).parent / "binned.zarr")] if binned else []))]
+    return (json.dumps({k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT},
+                       sort_keys=True) + repr(tuple(stores))
+            + repr([store_stamp(p) for p in read]))
 
 
 def _n_events(stores) -> list[int]:
@@ -160,7 +166,7 @@ def run_sample(cfg: dict, out: Path, results: Path, obs: str | None = None,
     t_load = time.monotonic() - t0
     label = "signal" if signal else "bkg_only"
     ckpt = checkpoint_path(out, label)
-    extra = checkpoint_fingerprint(cfg, spec.stores)
+    extra = checkpoint_fingerprint(cfg, spec.stores, binned)
     with _likelihood_and_pool(mode, spec, model) as (like, pool):
         if like is None:  # an MPI proposal worker: served until rank 0 left the block
             return 0

@@ -7,12 +7,14 @@
   likelihood, which pickles as store paths, not arrays) every ``checkpoint_every``
   seconds, and on SIGTERM: the driver sets a flag in the handler, finishes the current
   iteration, saves and raises `Checkpointed` (the CLI exits with `EXIT_CHECKPOINTED`).
-  A run started with a checkpoint present resumes from it.
+  A run started with a checkpoint present resumes from it if it was written for the
+  same settings, parameters and data (the caller's fingerprint), else sets it aside.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -20,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SamplerSettings", "SerialPool", "CountingLikelihood", "Checkpointed", "CheckpointMismatch", "EXIT_CHECKPOINTED",
+__all__ = ["SamplerSettings", "SerialPool", "CountingLikelihood", "Checkpointed", "EXIT_CHECKPOINTED",
            "run_dynesty", "checkpoint_path"]
+
+log = logging.getLogger(__name__)
 
 #: Exit status of a run stopped by SIGTERM after saving its checkpoint (re-run to resume;
 #: 75 is EX_TEMPFAIL of sysexits.h: "try again later").
@@ -30,10 +34,6 @@ EXIT_CHECKPOINTED = 75
 
 class Checkpointed(Exception):
     """The run was stopped by SIGTERM after its checkpoint was saved."""
-
-
-class CheckpointMismatch(RuntimeError):
-    """A checkpoint exists but was written for other settings, parameters or data."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,19 @@ class _StopFlag:
         return False
 
 
+def _set_aside(checkpoint: Path) -> None:
+    """Keep a stale checkpoint (other settings, parameters or data) as ``*.stale.pkl``,
+    replacing an older stale one, so that the run starts afresh and loses nothing."""
+    stale = checkpoint.with_name(checkpoint.stem + ".stale.pkl")
+    checkpoint.replace(stale)
+    stamp = checkpoint.with_suffix(".json")
+    if stamp.exists():
+        stamp.replace(stale.with_suffix(".json"))
+    log.warning("checkpoint %s was written for other settings, parameters or data (a "
+                "store re-made since?); kept as %s, sampling starts afresh", checkpoint,
+                stale.name)
+
+
 def _fingerprint(settings: SamplerSettings, ndim: int, names: list[str], extra: str) -> str:
     return json.dumps({"settings": {k: v for k, v in settings.as_dict().items()
                                     if k not in ("parallel", "ranks")},
@@ -131,7 +144,8 @@ def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
     settings : SamplerSettings
     checkpoint : Path, optional
         Checkpoint file; resumed if it exists and was written for the same settings,
-        parameters and ``fingerprint_extra`` (else an error: delete it to restart).
+        parameters and ``fingerprint_extra``; else it is stale: kept as
+        ``<label>.stale.pkl`` and the run starts afresh.
     pool : object with ``map``, optional
         Default `SerialPool`.
 
@@ -151,10 +165,10 @@ def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
     sampler = None
     if checkpoint is not None and checkpoint.exists():
         stamp = checkpoint.with_suffix(".json")
-        if not stamp.exists() or stamp.read_text() != fp:
-            raise CheckpointMismatch(f"checkpoint {checkpoint} was written for other settings or "
-                               "data; delete it to start afresh")
-        sampler = dynesty.NestedSampler.restore(str(checkpoint), pool=pool)
+        if stamp.exists() and stamp.read_text() == fp:
+            sampler = dynesty.NestedSampler.restore(str(checkpoint), pool=pool)
+        else:
+            _set_aside(checkpoint)
     if sampler is None:
         sampler = dynesty.NestedSampler(loglike, prior_transform, ndim, nlive=settings.nlive,
                                         rstate=np.random.default_rng(settings.seed),
