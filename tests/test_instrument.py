@@ -150,6 +150,26 @@ def test_ccr_between_nodes_is_trilinear_in_log_energy_and_grids_equal_points(irf
     np.testing.assert_allclose(grid, ref, rtol=1e-5)
 
 
+def test_outer_grids_equal_points_and_gammapy_between_nodes(irf, gammapy_irfs):
+    """Energies times an offset map (evaluated offset first, once per energy node) give
+    the values of point-by-point evaluation bit for bit, and between the nodes the
+    effective area is gammapy's (linear in ln E and offset)."""
+    import astropy.units as u
+
+    rng = np.random.default_rng(5)
+    e = np.geomspace(0.05, 150.0, 23)
+    th = rng.uniform(0.0, 5.5, (4, 7))
+    E, T = np.broadcast_arrays(e[:, None, None], th[None])
+    for tab in (irf.aeff, irf.psf_sigma, irf.psf_weight, irf.edisp):
+        grid, d_grid = tab(e[:, None, None], th[None], zero_fill=True)
+        points, d_points = tab(E.ravel(), T.ravel(), zero_fill=True)
+        assert np.array_equal(d_grid.ravel(), d_points)
+        assert np.array_equal(grid.reshape(points.shape), points)
+    ref = gammapy_irfs["aeff"].evaluate(energy_true=E * u.TeV, offset=T * u.deg)
+    np.testing.assert_allclose(irf.effective_area(e[:, None, None], th[None]),
+                               ref.to_value("cm2"), rtol=1e-6, atol=1e-3)
+
+
 @pytest.mark.parametrize("energy, offset", [(0.05, 0.3), (1.0, 0.0), (10.0, 2.2), (0.3, 3.7)])
 def test_psf_integrates_to_one(irf, energy, offset):
     sig = irf.psf(energy, offset)[0].max()

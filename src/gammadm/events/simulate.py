@@ -147,16 +147,25 @@ def _gaussian_in_cells(rng, true, comp: TrueComponent, il, ib):
     """Positions from the source's Gaussian (tangent plane at the source) truncated to
     the drawn cells: the cell was drawn with its own exposure, so the exposure
     gradient across the source is followed."""
-    from scipy.stats import truncnorm
-
     c = np.cos(np.radians(comp.b0))
     le, be = true.lon.edges, true.lat.edges
-    x = truncnorm.rvs((le[il] - comp.l0) * c / comp.sigma,
-                      (le[il + 1] - comp.l0) * c / comp.sigma,
-                      size=il.size, random_state=rng)
-    y = truncnorm.rvs((be[ib] - comp.b0) / comp.sigma, (be[ib + 1] - comp.b0) / comp.sigma,
-                      size=ib.size, random_state=rng)
+    x = truncated_normal(rng, (le[il] - comp.l0) * c / comp.sigma,
+                         (le[il + 1] - comp.l0) * c / comp.sigma)
+    y = truncated_normal(rng, (be[ib] - comp.b0) / comp.sigma, (be[ib + 1] - comp.b0) / comp.sigma)
     return wrap_lon(comp.l0 + x * comp.sigma / c), comp.b0 + y * comp.sigma
+
+
+def truncated_normal(rng, a, b) -> np.ndarray:
+    """Standard normal draws truncated to [a, b] (arrays, a < b), by the inverse CDF on
+    the side of zero where the normal CDF keeps its relative precision."""
+    from scipy.special import ndtr, ndtri
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    flip = a > 0
+    lo, hi = np.where(flip, -b, a), np.where(flip, -a, b)
+    p0, p1 = ndtr(lo), ndtr(hi)
+    x = np.clip(ndtri(p0 + rng.random(lo.shape) * (p1 - p0)), lo, hi)
+    return np.where(flip, -x, x)
 
 
 def _uniform_in_cells(rng, true, il, ib):

@@ -107,16 +107,19 @@ class NodeTable:
         return i, i + 1, (t if self.extrapolate else np.clip(t, 0.0, 1.0))
 
     def _locate(self, energy, offset, zero_fill: bool, what: str):
-        """Broadcast inputs, the in-range mask and the defined-bin mask."""
-        e, th = np.broadcast_arrays(np.asarray(energy, float), np.asarray(offset, float))
+        """The inputs as float arrays (each in its own shape: an outer grid is searched
+        per axis, not per grid point) and the defined mask (their broadcast shape)."""
+        e = np.asarray(energy, float)
+        th = np.asarray(offset, float)
         e0, e1 = self.energy_edges[[0, -1]]
         t1 = self.offset_edges[-1]
-        inside = (e >= e0 * (1 - 1e-9)) & (e <= e1 * (1 + 1e-9)) & (th >= 0) & (th <= t1 + 1e-9)
+        inside = ((e >= e0 * (1 - 1e-9)) & (e <= e1 * (1 + 1e-9))) & ((th >= 0) & (th <= t1 + 1e-9))
         if not zero_fill and not np.all(inside):
             bad = np.flatnonzero(~inside.ravel())[0]
+            eb, tb = np.broadcast_arrays(e, th)
             raise IRFError(
-                f"{what} requested at E = {e.ravel()[bad]:.4g} TeV, offset = "
-                f"{th.ravel()[bad]:.4g} deg, outside the file's range "
+                f"{what} requested at E = {eb.ravel()[bad]:.4g} TeV, offset = "
+                f"{tb.ravel()[bad]:.4g} deg, outside the file's range "
                 f"[{e0:.4g}, {e1:.4g}] TeV x [0, {t1:.4g}] deg (pass zero_fill=True to accept zeros)"
             )
         # the IRF bin that holds the query decides whether the response exists there
@@ -132,25 +135,22 @@ class NodeTable:
 
     def defined_grid(self, energy, offset) -> np.ndarray:
         """`defined_at` (with zero_fill) on the outer grid of energies (n_e,) [TeV] and
-        offsets of any shape [deg]: each located once, not per grid point."""
-        e = np.asarray(energy, float)
+        offsets of any shape [deg]."""
         th = np.asarray(offset, float)
+        e = np.asarray(energy, float).reshape((-1,) + (1,) * th.ndim)
+        return self._locate(e, th[None], True, "")[2]
+
+    def _node_weights(self, e, th):
         e0, e1 = self.energy_edges[[0, -1]]
-        e_in = (e >= e0 * (1 - 1e-9)) & (e <= e1 * (1 + 1e-9))
-        t_in = (th >= 0) & (th <= self.offset_edges[-1] + 1e-9)
-        be = np.clip(np.searchsorted(self.energy_edges, e, side="right") - 1, 0,
-                     self.energy_edges.size - 2)
-        bt = np.clip(np.searchsorted(self.offset_edges, th, side="right") - 1, 0,
-                     self.offset_edges.size - 2)
-        return self.defined[be][:, bt] & e_in.reshape((-1,) + (1,) * th.ndim) & t_in
+        return (self._weights(np.log(np.clip(e, e0, e1)), np.log(self.energy_nodes)),
+                self._weights(np.clip(th, 0, self.offset_edges[-1]), self.offset_nodes))
 
     def corners(self, energy, offset, zero_fill: bool = False, what: str = "IRF"):
         """The bilinear interpolation at (energy [TeV], offset [deg]): its four
-        (energy node, offset node, weight) and the defined mask."""
+        (energy node, offset node, weight) and the defined mask. Node indices keep
+        their input's shape; weights and mask have the broadcast shape."""
         e, th, defined = self._locate(energy, offset, zero_fill, what)
-        e0, e1 = self.energy_edges[[0, -1]]
-        ie0, ie1, te = self._weights(np.log(np.clip(e, e0, e1)), np.log(self.energy_nodes))
-        it0, it1, tt = self._weights(np.clip(th, 0, self.offset_edges[-1]), self.offset_nodes)
+        (ie0, ie1, te), (it0, it1, tt) = self._node_weights(e, th)
         return [(ie0, it0, (1 - te) * (1 - tt)), (ie1, it0, te * (1 - tt)),
                 (ie0, it1, (1 - te) * tt), (ie1, it1, te * tt)], defined
 
@@ -158,13 +158,31 @@ class NodeTable:
         """Interpolated values and the defined mask at (energy [TeV], offset [deg]).
 
         Returns ``(values, defined)`` with values of shape ``broadcast + trailing``;
-        values are zero where undefined or (with ``zero_fill``) out of range.
+        values are zero where undefined or (with ``zero_fill``) out of range. Offset
+        first, then energy; on an outer grid (the energy's axes before the offset's)
+        the offset step runs once per energy node, not per grid point, with the same
+        arithmetic per value.
         """
-        corners, defined = self.corners(energy, offset, zero_fill, what)
+        e, th, defined = self._locate(energy, offset, zero_fill, what)
+        (ie0, ie1, te), (it0, it1, tt) = self._node_weights(e, th)
         v = self.values
-        trail = (...,) + (None,) * (v.ndim - 2)
-        out = sum(w[trail] * v[ie, it] for ie, it, w in corners)
-        return np.where(defined[trail], out, 0.0), defined
+        trail = (None,) * (v.ndim - 2)
+        shape = defined.shape
+        n = len(shape)
+        e_axes = [k for k, d in enumerate((1,) * (n - e.ndim) + e.shape) if d > 1]
+        t_axes = [k for k, d in enumerate((1,) * (n - th.ndim) + th.shape) if d > 1]
+        if e_axes and t_axes and max(e_axes) < min(t_axes):  # an outer grid
+            ones = (1,) * len(trail)
+            tt = tt.reshape((1, -1) + ones)
+            v1 = (1 - tt) * v[:, it0.ravel()] + tt * v[:, it1.ravel()]
+            te = te.reshape((-1, 1) + ones)
+            out = ((1 - te) * v1[ie0.ravel()] + te * v1[ie1.ravel()]).reshape(shape + v.shape[2:])
+        else:
+            tt, te = tt[(...,) + trail], te[(...,) + trail]
+            out = ((1 - te) * ((1 - tt) * v[ie0, it0] + tt * v[ie0, it1])
+                   + te * ((1 - tt) * v[ie1, it0] + tt * v[ie1, it1]))
+            out = np.broadcast_to(out, shape + v.shape[2:])
+        return np.where(defined[(...,) + trail], out, 0.0), defined
 
 
 def _check_full_enclosure(hdul, path: Path) -> None:
