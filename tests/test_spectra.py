@@ -128,6 +128,24 @@ def test_vectorised_over_masses_and_energies(singlet):
         np.testing.assert_allclose(grid[i], singlet.dnde(e, mi), rtol=1e-13)
 
 
+@pytest.mark.parametrize("mass", [0.0051, 0.137, 1.0, 23.4, 99.9])
+def test_channels_at_one_mass_equal_each_channels_own_spline(pppc, mass):
+    """The shared-basis evaluation of several channels at one mass equals fitpack's
+    evaluation of each channel's own spline."""
+    chans = ["b", "W", "tau", "h", "gamma", "e"]
+    e = mass * np.geomspace(1e-8, 1.0, 301)
+    ours = pppc.dnde_at_mass(chans, e, mass)
+    for row, ch in zip(ours, chans):
+        lx = np.log10(e / mass)
+        ok = lx >= pppc.log10x[0]
+        fit = 10 ** pppc._spline(pppc.channel(ch)).ev(np.full(ok.sum(), np.log10(mass)), lx[ok])
+        # dN/dlog10 x: the table's values less its 1e-6 quantisation floor, which
+        # cancels digits just above the floor (hence the absolute tolerance)
+        np.testing.assert_allclose(row[ok] * e[ok] * np.log(10), np.maximum(fit - 1e-6, 0.0),
+                                   rtol=1e-10, atol=1e-15)
+        assert np.all(row[~ok] == 0)
+
+
 def test_decay_is_annihilation_at_half_the_mass(pppc):
     ann = ChannelSpectrum(pppc, "W")
     dec = DecaySpectrum(ann)

@@ -14,11 +14,19 @@ import math
 import numba
 import numpy as np
 
-from .containment import _F
+from .marginal import _ndtr_pdf
 
 __all__ = ["pixel_columns"]
 
 _CUT = 9.0  # sigma beyond which G is 0 or 1 (as in `cell_containment`)
+
+
+@numba.njit(cache=True)
+def _F(z):
+    """z Phi(z) + phi(z), from the tabulated normal CDF and pdf (absolute error about
+    1e-11, far inside the tests' 1e-9 closure of the recon bins on N)."""
+    c, p = _ndtr_pdf(z)
+    return z * c + p
 
 
 @numba.njit(cache=True)

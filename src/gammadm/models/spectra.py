@@ -85,6 +85,7 @@ class PPPCTable:
         values[:, line_bin, gi] = values[:, [keep], gi]  # continuum held flat
         self._values = values
         self._splines: dict[str, RectBivariateSpline] = {}
+        self._stacked: dict[tuple, tuple] = {}
 
     def channel(self, name: str) -> str:
         """The table's column name for a channel (friendly alias or own name)."""
@@ -127,25 +128,39 @@ class PPPCTable:
     def dnde_at_mass(self, channels: list[str], energy_tev, mass_tev: float) -> np.ndarray:
         """dN/dE [TeV^-1] of several channels at one mass, [n_channels, *E.shape].
 
-        The spectral quadrature's case: the spline's grid evaluation computes the mass
-        basis once per channel, and only energies below the mass need it (measured 5x
-        faster than pointwise evaluation on the seed's 302 x 8 nodes)."""
+        The spectral quadrature's case. Every column's spline interpolates the same
+        (log10 m, log10 x) grid, so all share their knots: the mass basis is evaluated
+        once, contracted with each channel's coefficients, and the channels' 1-D splines
+        in log10 x are evaluated together, only at energies below the mass."""
+        from scipy.interpolate import BSpline
+
         e = np.asarray(energy_tev, float)
         m = float(self.check_mass(mass_tev))
         x = e / m
         inside = (x > 0) & (x <= 1.0 + 1e-12) & (x >= 10 ** self.log10x[0])
-        lx = np.log10(np.minimum(x[inside], 1.0))
-        order = np.argsort(lx, kind="stable")
-        lx_sorted, lm = lx[order], np.log10(m)
-        jacobian = e[inside] * np.log(10)
         out = np.zeros((len(channels),) + e.shape)
-        if lx.size == 0:
+        if not inside.any():
             return out
-        row = np.empty(lx.size)
-        for i, name in enumerate(channels):
-            row[order] = self._spline(self.channel(name))(lm, lx_sorted, grid=True)[0]
-            out[i, ...][inside] = np.maximum(10 ** row - _FLOOR, 0.0) / jacobian
+        lx = np.log10(np.minimum(x[inside], 1.0))
+        (tm, tx), coef = self._coefficients([self.channel(n) for n in channels])
+        basis = BSpline.design_matrix([np.log10(m)], tm, 3).toarray()[0]
+        rows = BSpline(tx, np.tensordot(basis, coef, axes=(0, 0)), 3)(lx)  # [n_x, n_ch]
+        jacobian = e[inside] * np.log(10)
+        for i in range(len(channels)):
+            out[i, ...][inside] = np.maximum(10 ** rows[:, i] - _FLOOR, 0.0) / jacobian
         return out
+
+    def _coefficients(self, cols: list[str]):
+        """The shared knots (log10 m, log10 x) and the B-spline coefficients of the
+        columns' splines, [n_m coefficients, n_x coefficients, n_cols]."""
+        key = tuple(cols)
+        if key not in self._stacked:
+            splines = [self._spline(c) for c in cols]
+            tm, tx = splines[0].get_knots()
+            n_m = tm.size - 4
+            self._stacked[key] = (tm, tx), np.stack(
+                [sp.get_coeffs().reshape(n_m, -1) for sp in splines], axis=-1)
+        return self._stacked[key]
 
     def lines(self, channel: str, mass_tev: float) -> list[tuple[float, float]]:
         """Explicit lines (E [TeV], photons per annihilation) of a channel."""
