@@ -79,12 +79,21 @@ def test_tables_store(seed_tables, irf):
     assert np.all(np.isfinite(g["diffuse/morphology"][:]))
 
 
-def test_figures_are_written(tmp_path):
+@pytest.mark.parametrize("command", ["plot-models", "tabulate"])
+def test_figures_are_written(tmp_path, command):
+    """By `gammadm plot-models`, and by `gammadm tabulate --figures` beside its tables
+    (the workflow's one job for both)."""
     from .conftest import ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "gammadm.cli", "plot-models", "--out",
-                           str(tmp_path)], check=True, capture_output=True, text=True, cwd=ROOT)
+    if command == "tabulate":
+        args = ["--out", str(tmp_path / "tables.zarr"), "--figures", str(tmp_path)]
+    else:
+        args = ["--out", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-m", "gammadm.cli", command, *args], check=True,
+                          capture_output=True, text=True, cwd=ROOT)
     for name in ("spectra.png", "j_factor.png", "backgrounds.png"):
         p = tmp_path / name
         assert p.stat().st_size > 20_000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert str(p) in proc.stdout
+    if command == "tabulate":
+        assert (tmp_path / "tables.zarr" / "zarr.json").exists()

@@ -85,7 +85,8 @@ def cmd_irf(args) -> int:
 
 
 def cmd_tabulate(args) -> int:
-    """Tabulate exposure, templates and spectra of one observation into tables.zarr."""
+    """Tabulate exposure, templates and spectra of one observation into tables.zarr (and,
+    with --figures, draw the models' figures from the same models)."""
     from .models.tables import build_models, write_tables
 
     cfg = _load(args)
@@ -98,6 +99,11 @@ def cmd_tabulate(args) -> int:
             print(f"note: catalogue spectra extrapolated below their HGPS threshold: {flagged}",
                   file=sys.stderr)
     print(f"wrote {out} (true grid {models.obs.true.shape})")
+    if args.figures:  # the same models drawn, without building them again
+        from .models.plots import plot_models
+
+        for path in plot_models(models, Path(args.figures)):
+            print(f"wrote {path}")
     return 0
 
 
@@ -517,8 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--obs", help="observation name (default: the first)")
     i.set_defaults(func=cmd_irf)
 
-    _stage_parser(sub, "tabulate", "exposure, templates and spectra -> tables.zarr",
-                  "tables.zarr", cmd_tabulate)
+    t = _stage_parser(sub, "tabulate", "exposure, templates and spectra -> tables.zarr",
+                      "tables.zarr", cmd_tabulate)
+    t.add_argument("--figures", help="also draw the models' figures (as plot-models) into "
+                   "this directory")
     n = _stage_parser(sub, "normalise", "IRF normalisation N and expected counts -> norm.zarr",
                       "norm.zarr", cmd_normalise)
     _chunk_arguments(n, "normalisation.chunks")
@@ -598,21 +606,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
-    from .data import DataError
-    from .instrument import IRFError, IRFFileError
-    from .models.backgrounds import DiffuseError
-    from .models.spectra import SpectrumError
-    from .events import EventFileError
-    from .store import IncompleteStoreError
+    from .errors import InputError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, DataError, IRFError, IRFFileError, DiffuseError, SpectrumError,
-            IncompleteStoreError, EventFileError) as exc:
+    except InputError as exc:  # config, data, IRF, spectrum, event-file and store errors
         print(f"gammadm {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,10 +18,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .errors import InputError
+
 __all__ = ["ConfigError", "load_schema", "load_config", "validate_config", "mixture_leaves"]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """An invalid campaign configuration; the message names the field."""
 
     def __init__(self, field: str, message: str):

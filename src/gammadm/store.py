@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = ["IncompleteStoreError", "chunk_range", "parse_chunk", "create_store",
            "write_region", "read_complete", "store_stamp"]
 
 
-class IncompleteStoreError(RuntimeError):
+class IncompleteStoreError(InputError, RuntimeError):
     """A store with unwritten chunks (NaN); the message names the first one."""
 
 

@@ -200,8 +200,7 @@ def observation_products(obs: str) -> list[str]:
     """Everything `sample` reads of one observation: its stores, complete."""
     done = DONE.format(obs=obs)
     return (
-        [f"{R}/{obs}/tables.zarr"]
-        + norm_products(obs)
+        norm_products(obs)
         + [f"{done}/marginals.{i}" for i in range(N_MARG)]
         # binned.zarr when the likelihood is binned for sure (auto decides at run time
         # from the event count; `gammadm sample` then names the missing store)
@@ -213,10 +212,17 @@ def all_products(wildcards=None) -> list[str]:
     return [p for obs in OBS for p in observation_products(obs)]
 
 
+def tables(wildcards=None) -> list[str]:
+    """Every observation's tables.zarr (the report's input; `sample` does not read it)."""
+    return [f"{R}/{obs}/tables.zarr" for obs in OBS]
+
+
 def target_products() -> list[str]:
-    """The chunk sentinels the default target requires: all of them, or, for a
-    calibration sweep, those of norm.zarr (the one store its replicas share)."""
-    return [p for obs in OBS for p in norm_products(obs)] if SBC else all_products()
+    """The chunk sentinels the default target requires: all of them and the tables, or,
+    for a calibration sweep, those of norm.zarr (the one store its replicas share)."""
+    if SBC:
+        return [p for obs in OBS for p in norm_products(obs)]
+    return all_products() + tables()
 
 
 def posterior_dir(target: str) -> str:

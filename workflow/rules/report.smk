@@ -2,31 +2,12 @@
 # spectra with the fitted model, MC truth), registered for `snakemake --report`.
 
 
-rule plot_models:
-    # figures of the source models, drawn early (they need no posterior) so that they
-    # do not wait for, or delay, the sampling
-    input:
-        cfg=stage_config("tabulate"),
-        data=DATA_OK,
-    output:
-        [f"{R}/{{obs}}/figures/{name}" for name in MODEL_FIGURES],
-    params:
-        out=lambda w, output: os.path.dirname(output[0]),
-    log:
-        f"{R}/logs/plot_models/{{obs}}.log",
-    conda:
-        ENV
-    shell:
-        gammadm_command(
-            "plot-models --config {input.cfg} --obs {wildcards.obs} --out {params.out}"
-        )
-
-
 rule report:
     input:
         cfg=CAMPAIGN_CONFIG,
         posterior=posterior_outputs(),
         stores=all_products,
+        tables=tables,
         events=expand(f"{R}/{{obs}}/events.fits", obs=OBS),
         # nu per recon bin of every component, and the model figures
         binned=expand(f"{DONE}/binned", obs=OBS),

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = [
     "DataError",
     "FetchReport",
@@ -44,7 +46,7 @@ PROVENANCE = "PROVENANCE.json"
 CACHE_SUBDIR = "cache"
 
 
-class DataError(RuntimeError):
+class DataError(InputError, RuntimeError):
     """A data file is missing, truncated or altered; the message names file and fix."""
 
 

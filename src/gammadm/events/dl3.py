@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..geometry import ROI, wrap_lon
 
 __all__ = ["EventData", "EventFileError", "read_events", "write_events", "write_index",
@@ -27,7 +28,7 @@ MJDREFF = 7.428703703703703e-4
 REQUIRED = ("ENERGY",)
 
 
-class EventFileError(ValueError):
+class EventFileError(InputError, ValueError):
     """An event file that cannot be used; the message names the file."""
 
 

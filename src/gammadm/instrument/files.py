@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import fetch as _fetch
+from ..errors import InputError
 
 __all__ = ["IRFFileError", "prod5_filename", "prod5_group", "resolve_irf_file"]
 
@@ -18,7 +19,7 @@ _ARRAYS = {
 }
 
 
-class IRFFileError(ValueError):
+class IRFFileError(InputError, ValueError):
     """An IRF file that cannot serve this analysis; the message names the file."""
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["IRFError", "InstrumentResponse", "NodeTable"]
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ _TINY = float(np.finfo(np.float32).tiny)
 CONVENTION_TOL = 1e-3
 
 
-class IRFError(ValueError):
+class IRFError(InputError, ValueError):
     """An IRF file that cannot serve this analysis, or a request outside its range."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..geometry import ROI, Grid, cell_solid_angle, wrap_lon
 from ..instrument.containment import point_containment
 from ..instrument.response import InstrumentResponse
@@ -175,7 +176,7 @@ def select_hgps(path: str | Path, irf: InstrumentResponse, roi: ROI, grid: Grid,
     return HGPSSelection(kept, considered, threshold, flagged)
 
 
-class DiffuseError(ValueError):
+class DiffuseError(InputError, ValueError):
     """A true grid outside the diffuse template."""
 
 

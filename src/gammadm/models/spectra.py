@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import PchipInterpolator, RectBivariateSpline
 
+from ..errors import InputError
+
 __all__ = [
     "SpectrumError",
     "PPPCTable",
@@ -52,7 +54,7 @@ CHANNEL_ALIASES = {
 }
 
 
-class SpectrumError(ValueError):
+class SpectrumError(InputError, ValueError):
     """A request outside a table's range or for an unknown channel."""
 
 
