@@ -144,3 +144,19 @@ def test_rates_mode_scales_by_sigmav_and_background_scales(campaign):
     for k, c in got.items():
         assert c["nu"].sum() == pytest.approx(c["mu"], rel=1e-6), k
         assert c["nu"].min() >= 0, k
+
+
+def test_corner_axes_follow_the_posterior_not_the_prior(tmp_path, caplog):
+    """Nested sampling's dead points cover the prior; a narrow posterior among them
+    must still fill the panels (corner then draws its contours without warnings)."""
+    import logging
+
+    from gammadm.inference.summary import write_corner
+
+    rng = np.random.default_rng(2)
+    x = np.vstack([rng.random((3000, 2)), rng.normal(0.5, 0.01, (3000, 2))])
+    w = np.exp(-0.5 * (((x - 0.5) / 0.01) ** 2).sum(axis=1))
+    with caplog.at_level(logging.WARNING):
+        write_corner(tmp_path / "corner.png", x, w / w.sum(), ["a", "b"], {"a": 0.5})
+    assert (tmp_path / "corner.png").stat().st_size > 10_000
+    assert not [r for r in caplog.records if "contours" in r.getMessage()]

@@ -175,7 +175,9 @@ def write_corner(path: str | Path, x, w, names, truths: dict) -> None:
     tv = [truths.get(names[j]) for j in keep]
     tv = [None if v is None else (np.log10(v) if labels[k].startswith("log10") else v)
           for k, v in enumerate(tv)]
-    fig = corner.corner(data, weights=w, labels=labels, truths=tv,
+    # axes over the central 99.9 % of the posterior weight: the dead points span the
+    # whole prior, which would squeeze a narrow posterior into one or two bins
+    fig = corner.corner(data, weights=w, labels=labels, truths=tv, range=[0.999] * len(keep),
                         quantiles=[0.16, 0.5, 0.84], show_titles=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
