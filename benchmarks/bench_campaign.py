@@ -12,7 +12,7 @@ re-measured on this kind of machine, and the goal of 29 s (PLATFORM.md).
 
 Usage (from the project root)::
 
-    python benchmarks/bench_campaign.py [--configfile config/config.yaml] [--keep DIR]
+    python benchmarks/bench_campaign.py [--configfile config/config.yaml] [--keep DIR] [--repeat N]
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+
+import numpy as np
 from datetime import datetime
 from pathlib import Path
 
@@ -87,6 +89,8 @@ def main() -> None:
                    default=list(GAMMABAYES_REMEASURED_S),
                    help="GammaBayes 0.1.9's wall time(s) for the seed tutorial on this "
                    "machine (default: the 2026-11-27 re-measurement)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run the campaign this many times (fresh copies); print the median")
     args = p.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -102,13 +106,6 @@ def main() -> None:
 
     if args.keep:
         args.keep.mkdir(parents=True)  # a new directory: results/ must start empty
-    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-campaign-"))
-    for name in WORKFLOW:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
-    (work / "src").symlink_to(ROOT / "src")  # the workflow's schema refers into it
-    (work / "resources").mkdir()
-    (work / "resources" / "data").symlink_to(data)
     cmd = [str(Path(sys.executable).parent / "snakemake"), "-c2"]
     if args.configfile:
         cmd += ["--configfile", str(Path(args.configfile).resolve())]
@@ -116,15 +113,29 @@ def main() -> None:
     env.pop("GAMMADM_DATA", None)  # the copy's resources/data, as on a user's checkout
 
     probe = slurm_probe_seconds()
-    t0 = time.monotonic()
-    run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - t0
-    log = run.stdout + run.stderr
-    if run.returncode:
-        sys.exit(f"snakemake failed (exit {run.returncode}) in {work}:\n{log[-4000:]}")
+    walls = []
+    for i in range(args.repeat):  # each run in a fresh copy with an empty results/
+        work = (args.keep / f"run{i}" if args.repeat > 1 else args.keep) if args.keep else \
+            Path(tempfile.mkdtemp(prefix="bench-campaign-"))
+        work.mkdir(parents=True, exist_ok=True)
+        for name in WORKFLOW:
+            src = ROOT / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+        (work / "src").symlink_to(ROOT / "src")  # the workflow's schema refers into it
+        (work / "resources").mkdir()
+        (work / "resources" / "data").symlink_to(data)
+        t0 = time.monotonic()
+        run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        walls.append(time.monotonic() - t0)
+        log = run.stdout + run.stderr
+        if run.returncode:
+            sys.exit(f"snakemake failed (exit {run.returncode}) in {work}:\n{log[-4000:]}")
+        if args.keep is None:
+            shutil.rmtree(work)
+    wall = float(np.median(walls))
 
     per_rule: dict[str, list[float]] = defaultdict(list)
-    print(f"jobs (wall seconds, from Snakemake's log in {work}):")
+    print(f"jobs of the last run (wall seconds, from Snakemake's log{' in ' + str(work) if args.keep else ''}):")
     for rule, wc, dt in job_times(log):
         per_rule[rule].append(dt)
         print(f"  {rule:20s} {wc:18s} {dt:5.0f} s")
@@ -137,6 +148,8 @@ def main() -> None:
         print(f"of which Snakemake's start-up probe of SLURM (`scontrol show config`, run by "
               f"the slurm executor plugin on import): {probe:.1f} s on this machine ({why}; "
               "none without SLURM's client installed)")
+    if len(walls) > 1:
+        print(f"runs: {', '.join(f'{w:.1f}' for w in walls)} s; the median below")
     print(f"snakemake -c2, seed campaign, warm, end to end: {wall:.1f} s "
           f"(GammaBayes 0.1.9: {GAMMABAYES_S:.0f} s, {GAMMABAYES_S / wall:.1f}x; "
           f"goal <= {GOAL_S:.0f} s)")
@@ -145,8 +158,6 @@ def main() -> None:
           f"({', '.join(f'{t:.0f}' for t in gb)} s): "
           f"{', '.join(f'{t / wall:.1f}x' for t in gb)} (the goal's 20x would be "
           f"<= {min(gb) / 20:.0f} s)")
-    if args.keep is None:
-        shutil.rmtree(work)
 
 
 if __name__ == "__main__":
