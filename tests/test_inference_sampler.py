@@ -118,3 +118,15 @@ def test_checkpoint_fingerprint_follows_the_stores_contents(tmp_path):
     assert checkpoint_fingerprint(cfg, stores) != base
     # binned mode also reads binned.zarr beside norm.zarr
     assert checkpoint_fingerprint(cfg, stores, binned=True) != checkpoint_fingerprint(cfg, stores)
+
+
+def test_long_runs_print_progress(capsys):
+    x = toy.draw(np.random.default_rng(1), 50, 70, 30, 0.5)
+    model = model_from_arrays([toy.arrays(x)], toy.config(), [toy.SPECTRUM])
+    run_dynesty(model.loglike, model.prior, model.ndim, model.names,
+                SamplerSettings(nlive=30, dlogz=2.0, seed=3), progress_every=0.0)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "sampling" in ln]
+    assert len(lines) > 10 and "remaining dlogz" in lines[-1] and "stops below 2" in lines[-1]
+    run_dynesty(model.loglike, model.prior, model.ndim, model.names,
+                SamplerSettings(nlive=30, dlogz=2.0, seed=3))
+    assert "sampling" not in capsys.readouterr().out  # a short run prints none

@@ -95,6 +95,23 @@ def test_each_event_gets_the_same_terms_in_any_input_order(tiny):
         np.testing.assert_array_equal(a[k][perm], b[k], err_msg=k)
 
 
+def test_batches_with_progress_give_the_terms_of_one_call(tiny, capsys):
+    """A chunk job marginalises in batches (a progress line after each): the same terms,
+    bit for bit, as one kernel call."""
+    from gammadm.marginalise import _batched_terms
+
+    ctx, inputs, _ = tiny
+    er, lr, br = _random_events(np.random.default_rng(6), 250, (1, 8))
+    a = event_terms(ctx, inputs, er, lr, br)
+    widths = (a["dm_g"].shape[1], a["line_g"].shape[1])
+    b = _batched_terms(ctx, inputs, er, lr, br, widths, "chunk 0/1", batch=100)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("events (")[0].strip() for ln in lines] == [
+        f"chunk 0/1: marginalised {m} of 250" for m in (100, 200, 250)]
+
+
 def test_marginals_store_chunks_and_the_likelihood_peaks_at_the_truth(tmp_path):
     """CLI chain on the CI campaign: simulate, normalise, marginalise (chunk jobs in any
     order equal one run); the fractions likelihood of the 200 events peaks near the

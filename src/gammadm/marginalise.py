@@ -11,6 +11,7 @@ nominal normalisation.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numba
@@ -392,6 +393,32 @@ def create_store(ctx, inputs: KernelInputs, events, path, n_chunks: int) -> None
     _create(path, arrays, attrs, n_chunks)
 
 
+#: events per kernel call of a chunk job: a progress line after each (per-event terms
+#: do not depend on the batching; the chunk is still written once, whole)
+PROGRESS_BATCH = 65_536
+
+
+def _batched_terms(ctx, inputs: KernelInputs, er, lr, br, widths, what: str,
+                   batch: int = PROGRESS_BATCH) -> dict:
+    """`event_terms` of many events in batches, with a progress line (events done, rate)
+    on stdout after each batch when there is more than one."""
+    n = er.size
+    if n <= batch:
+        return event_terms(ctx, inputs, er, lr, br, widths)
+    out = None
+    t0 = time.monotonic()
+    for a in range(0, n, batch):
+        b = min(a + batch, n)
+        part = event_terms(ctx, inputs, er[a:b], lr[a:b], br[a:b], widths)
+        if out is None:
+            out = {k: np.empty((n,) + v.shape[1:], v.dtype) for k, v in part.items()}
+        for k, v in part.items():
+            out[k][a:b] = v
+        dt = time.monotonic() - t0
+        print(f"  {what}: marginalised {b} of {n} events ({b / dt:.0f} events/s)", flush=True)
+    return out
+
+
 def fill_chunk(ctx, inputs: KernelInputs, path, i: int, n_chunks: int) -> int:
     """Compute and write chunk i of n of the per-event terms; returns its event count."""
     import zarr
@@ -406,7 +433,8 @@ def fill_chunk(ctx, inputs: KernelInputs, path, i: int, n_chunks: int) -> int:
     er = root["events/energy"][sl]
     lr = root["events/l"][sl]
     br = root["events/b"][sl]
-    terms = event_terms(ctx, inputs, er, lr, br, tuple(root.attrs["band_widths"]))
+    terms = _batched_terms(ctx, inputs, er, lr, br, tuple(root.attrs["band_widths"]),
+                           f"chunk {i}/{n_chunks}")
     # the central J corrections (sub-cell minus cell) leave round-off negatives of at
     # most ~1e-9 of an event's largest entry (seed); a density kernel is >= 0
     write_region(path, "dm/g", (sl, slice(None)), np.maximum(terms["dm_g"], 0.0))

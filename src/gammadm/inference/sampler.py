@@ -126,7 +126,8 @@ def _fingerprint(settings: SamplerSettings, ndim: int, names: list[str], extra: 
 
 def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
                 settings: SamplerSettings, checkpoint: Path | None = None, pool=None,
-                checkpoint_every: float = 60.0, fingerprint_extra: str = ""):
+                checkpoint_every: float = 60.0, fingerprint_extra: str = "",
+                progress_every: float = 30.0):
     """Run (or resume) static nested sampling.
 
     Returns
@@ -148,6 +149,9 @@ def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
         ``<label>.stale.pkl`` and the run starts afresh.
     pool : object with ``map``, optional
         Default `SerialPool`.
+    progress_every : float
+        Seconds between progress lines on stdout (iteration, calls, ln Z and the
+        remaining dlogz against the stopping value); a run shorter than this prints none.
 
     Raises
     ------
@@ -182,10 +186,16 @@ def run_dynesty(loglike, prior_transform, ndim: int, names: list[str],
         sampler.save(str(tmp))
         tmp.replace(checkpoint)  # atomic: a kill while saving leaves the old one
 
-    last = time.monotonic()
+    last = shown = time.monotonic()
+    what = f" ({checkpoint.stem})" if checkpoint is not None else ""
     with _StopFlag() as flag:
         if not sampler.added_live:
-            for _ in sampler.sample(dlogz=settings.dlogz, save_bounds=False):
+            for it in sampler.sample(dlogz=settings.dlogz, save_bounds=False):
+                if time.monotonic() - shown > progress_every:
+                    shown = time.monotonic()
+                    print(f"  sampling{what}: iteration {sampler.it}, {sampler.ncall} calls, "
+                          f"ln Z = {it.logz:.3f}, remaining dlogz {it.delta_logz:.3g} "
+                          f"(stops below {settings.dlogz:g})", flush=True)
                 if checkpoint is None:
                     continue  # nowhere to save: SIGTERM waits for the end of the run
                 if flag.stop or time.monotonic() - last > checkpoint_every:
