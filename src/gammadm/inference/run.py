@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ConfigError
-from .api import StoreModelSpec, _build, model_from_results, store_paths
+from .api import StoreModelSpec, _build, binned_path, model_from_results, store_paths
 from .limits import upper_limits
 from .sampler import SamplerSettings, checkpoint_path, run_dynesty
 from .summary import (posterior_table, read_bkg_evidence, realised_fractions,
@@ -39,7 +39,7 @@ def checkpoint_fingerprint(cfg: dict, stores, binned: bool = False) -> str:
     from ..store import store_stamp
 
     read = [p for _, norm, marg in stores
-            for p in (norm, marg, *([str(Path(norm).parent / "binned.zarr")] if binned else []))]
+            for p in (norm, marg, *([binned_path(norm)] if binned else []))]
     return (json.dumps({k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT},
                        sort_keys=True) + repr(tuple(stores))
             + repr([store_stamp(p) for p in read]))
@@ -73,7 +73,7 @@ def _use_binned(cfg: dict, stores, n_total: int) -> bool:
     if not use_binned(cfg["likelihood"]["binned"], n_total):
         return False
     for _, norm, _ in stores:
-        path = Path(norm).parent / "binned.zarr"
+        path = binned_path(norm)
         if not path.exists():
             raise ConfigError("likelihood.binned", f"binned likelihood ({n_total} events) "
                               f"needs {path}; run 'gammadm bin' for this observation")
