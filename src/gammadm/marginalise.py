@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -21,7 +22,8 @@ from scipy.special import ndtri
 from .expected import gaussian_cell_mass, spectral_average
 from .instrument.normalisation import cell_offsets, psf_cells
 from .instrument.reach import angular_offset
-from .kernels.marginal import active_ranges, marginal_kernel, pack_migration, visit_order
+from .kernels.marginal import (active_ranges, kernel_layout, marginal_kernel, pack_migration,
+                               visit_order)
 from .observation import fov_coordinates
 
 __all__ = ["KernelInputs", "band_matvec", "band_to_dense", "event_terms", "create_store",
@@ -218,20 +220,21 @@ class KernelInputs:
             rho = np.where(geo > 0, eps_p / geo, 1.0)
         src = _point_source_arrays(ctx, ctx.sources if "hgps" in bkg else [], e_lo, e_hi)
         c = np.ascontiguousarray
-        # the kernel reads sigma and ca (eps w) of every window cell together: stored
-        # side by side (views of one array) they share a cache line (1.1-1.2x measured
-        # at 2e4 seed events; same results bit for bit)
-        packed = np.stack([sig, ca], axis=-1)
-        sig, ca = packed[..., 0], packed[..., 1]
-        # likewise the templates of a cell ([t, l, b] view of a cell-major array)
-        templates = np.moveaxis(np.stack(tpl, axis=-1), -1, 0)
+        templates = c(np.array(tpl))
         return cls(
             (quad.edges, np.log(quad.edges), quad.row.astype(np.int64), quad.row_log_energy,
              *pack_migration(mig), lo, hi),
-            (sig, ca, c0.astype(np.int64), ct, true.lon.edges, true.lat.edges, reach),
+            (c(sig), c(ca), c0.astype(np.int64), ct, true.lon.edges, true.lat.edges, reach),
             templates, c(np.array(phi)), names, _central_structure(ctx),
             (e, r0.astype(np.int64), t, j.astype(np.int64), u, c(rho)), (p_lo, p_hi),
             src[:7], src[7], mig.table.offset_nodes, obs.pointing)
+
+    @cached_property
+    def _kernel_arrays(self) -> tuple:
+        """sigma, ca, the templates' column mix and dJ in the kernel's layout (made once
+        per instance; `dataclasses.replace` makes a new one)."""
+        sigma, ca, _, col_t = self.spatial[:4]
+        return kernel_layout(sigma, ca, self.templates, col_t, self.fine[4])
 
     def ranges(self, er) -> np.ndarray:
         """Per event: the dark-matter band, the line-point band and the sub-intervals
@@ -275,10 +278,12 @@ class KernelInputs:
         pts = np.empty(n)
         c_lo, c_hi = self.columns(er, lr, br)
         order = visit_order(er, numba.get_num_threads())
-        marginal_kernel(er, lr, br, order, rng, c_lo, c_hi, *self.energy, *self.spatial,
-                        self.templates, self.phi, *self.fine, *self.lines, *self.sources,
-                        dm, line, tpl,
-                        pts)
+        sigma, ca, mix, f_djt = self._kernel_arrays
+        col0, col_t, l_edges, b_edges, reach = self.spatial[2:]
+        f_l, f_b, f_pl, f_pb, _, fine_sigma = self.fine
+        marginal_kernel(er, lr, br, order, rng, c_lo, c_hi, *self.energy, sigma, ca, col0,
+                        col_t, l_edges, b_edges, reach, mix, self.phi, f_l, f_b, f_pl, f_pb,
+                        f_djt, fine_sigma, *self.lines, *self.sources, dm, line, tpl, pts)
         first = np.where(rng[:, 1] >= rng[:, 0], rng[:, 0], 0)
         lfirst = np.where(rng[:, 3] >= rng[:, 2], rng[:, 2], 0)
         return {"dm_g": dm, "dm_first": first, "line_g": line, "line_first": lfirst,

@@ -18,6 +18,12 @@ sub-interval, templates, lines, point sources) and writes banded outputs: only t
 sub-intervals (and line-energy points) whose migration support reaches E_r.
 Kernels take plain arrays, run in parallel over events with serial per-event sums and
 no fastmath, so results do not depend on the thread count.
+
+The helpers are inlined into the kernel (``inline="always"``): numba increments and
+decrements the reference count of every array passed to a compiled call, atomically,
+and at ~20 array arguments per sub-interval that bookkeeping took 22 % of the time.
+The kernel reads the PSF widths and exposure coefficients as [sub-interval, term, l, b]
+(contiguous along a window row), see `kernel_layout`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import numpy as np
 
 from .likelihood import interp_geometric
 
-__all__ = ["EVENT_BLOCK", "active_ranges", "marginal_kernel", "pack_migration", "visit_order"]
+__all__ = ["EVENT_BLOCK", "active_ranges", "kernel_layout", "marginal_kernel", "pack_migration",
+           "visit_order"]
 
 EVENT_BLOCK = 16  # events per parallel iteration of marginal_kernel (shared scratch)
 
@@ -47,15 +54,13 @@ _CDF_TAB = np.array([0.5 * math.erfc(-z * _INV_SQRT2) for z in _Z_NODES])
 _PDF_TAB = np.exp(-0.5 * _Z_NODES**2) * _INV_SQRT2PI
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _ndtr_pdf(z):
-    """(Phi(z), phi(z)) of the standard normal (0 or 1 and 0 beyond |z| = 9)."""
-    if z <= -_Z_MAX:
-        return 0.0, 0.0
-    if z >= _Z_MAX:
-        return 1.0, 0.0
-    u = (z + _Z_MAX) / _Z_STEP
-    k = min(int(u), _CDF_TAB.shape[0] - 2)
+    """(Phi(z), phi(z)) of the standard normal (0 or 1 and 0 beyond |z| = 9). Written
+    without branches so that loops over it vectorise."""
+    zc = min(max(z, -_Z_MAX), _Z_MAX)
+    u = (zc + _Z_MAX) / _Z_STEP
+    k = np.uint64(min(int(u), _CDF_TAB.shape[0] - 2))
     t = u - k
     t2 = t * t
     t3 = t2 * t
@@ -64,51 +69,81 @@ def _ndtr_pdf(z):
     h01 = 3.0 * t2 - 2.0 * t3
     h11 = (t3 - t2) * _Z_STEP
     p0 = _PDF_TAB[k]
-    p1 = _PDF_TAB[k + 1]
-    z0 = _Z_NODES[k]
-    z1 = _Z_NODES[k + 1]
-    cdf = h00 * _CDF_TAB[k] + h10 * p0 + h01 * _CDF_TAB[k + 1] + h11 * p1
+    p1 = _PDF_TAB[k + np.uint64(1)]
+    z0 = k * _Z_STEP - _Z_MAX  # the table's node k, exactly
+    z1 = z0 + _Z_STEP
+    cdf = h00 * _CDF_TAB[k] + h10 * p0 + h01 * _CDF_TAB[k + np.uint64(1)] + h11 * p1
     pdf = h00 * p0 - h10 * z0 * p0 + h01 * p1 - h11 * z1 * p1
-    return cdf, pdf
+    outside = z <= -_Z_MAX or z >= _Z_MAX
+    return (0.0 if z <= -_Z_MAX else (1.0 if z >= _Z_MAX else cdf)), (0.0 if outside else pdf)
 
 
-@numba.njit(cache=True)
-def _table_kk(k, k1, dens, edges, ln_edges, row, col, mu, ln_mu):
-    """(K, K1) of one migration row and offset column at mu (anchored as in
-    MigrationTables); ``ln_mu`` = ln(mu), passed in because the caller has it."""
+@numba.njit(cache=True, inline="always")
+def _search_left(edges, v):
+    """np.searchsorted(edges, v) (side left: the number of edges < v), from a guess on a
+    uniform spacing fixed by a walk (exact for any sorted edges; fast when uniform)."""
+    n = edges.shape[0]
+    i = int((v - edges[0]) / (edges[n - 1] - edges[0]) * (n - 1)) if v > edges[0] else 0
+    i = min(max(i, 0), n)
+    while i > 0 and edges[i - 1] >= v:
+        i -= 1
+    while i < n and edges[i] < v:
+        i += 1
+    return i
+
+
+@numba.njit(cache=True, inline="always")
+def _search_right(edges, v):
+    """np.searchsorted(edges, v, side="right"): the number of edges <= v."""
+    n = edges.shape[0]
+    i = int((v - edges[0]) / (edges[n - 1] - edges[0]) * (n - 1)) if v > edges[0] else 0
+    i = min(max(i, 0), n)
+    while i > 0 and edges[i - 1] > v:
+        i -= 1
+    while i < n and edges[i] <= v:
+        i += 1
+    return i
+
+
+@numba.njit(cache=True, inline="always")
+def _edge_values(k, k1, dens, edges, ln_edges, row, mu, ln_mu, c_lo, c_hi, v):
+    """v[c] = (K_row, K_row+1, K1_row, K1_row+1) at mu for columns c_lo..c_hi (anchored
+    as in MigrationTables; ``ln_mu`` = ln(mu), passed in because the caller has it). The
+    mu bin is located once for all rows and columns."""
     ne = edges.shape[0]
     if mu >= edges[ne - 1]:
-        return k[row, col, ne - 1], k1[row, col, ne - 1]
+        for c in range(c_lo, c_hi + 1):
+            v[c, 0] = k[row, c, ne - 1]
+            v[c, 1] = k[row + 1, c, ne - 1]
+            v[c, 2] = k1[row, c, ne - 1]
+            v[c, 3] = k1[row + 1, c, ne - 1]
+        return
     if mu <= edges[0]:
         mu = edges[0] + 1e-300
         ln_mu = math.log(mu)
-    # first guess from a uniform spacing, then fix it (exact for any edges)
-    i = int((mu - edges[0]) / (edges[ne - 1] - edges[0]) * (ne - 1))
+    i = _search_right(edges, mu) - 1
     i = min(max(i, 0), ne - 2)
-    while i > 0 and edges[i] > mu:
-        i -= 1
-    while i < ne - 2 and edges[i + 1] <= mu:
-        i += 1
-    m = dens[row, col, i]
     if edges[i] > 0.0:
         ll = ln_edges[i]
-        return (k[row, col, i] + m * (ln_mu - ll),
-                k1[row, col, i] + m * (ln_mu * ln_mu - ll * ll) * 0.5)
-    if m == 0.0:
-        return 0.0, 0.0
+        d1 = ln_mu - ll
+        d2 = (ln_mu * ln_mu - ll * ll) * 0.5
+        for c in range(c_lo, c_hi + 1):
+            for r in range(2):
+                m = dens[row + r, c, i]
+                v[c, r] = k[row + r, c, i] + m * d1
+                v[c, 2 + r] = k1[row + r, c, i] + m * d2
+        return
     l1 = ln_edges[1]
-    return m * (ln_mu - l1), m * (ln_mu * ln_mu - l1 * l1) * 0.5
-
-
-@numba.njit(cache=True)
-def _edge_values(k, k1, dens, medges, ln_medges, row, mu, ln_mu, c_lo, c_hi, v):
-    """v[c] = (K_row, K_row+1, K1_row, K1_row+1) at mu for columns c_lo..c_hi."""
+    d1 = ln_mu - l1
+    d2 = (ln_mu * ln_mu - l1 * l1) * 0.5
     for c in range(c_lo, c_hi + 1):
-        v[c, 0], v[c, 2] = _table_kk(k, k1, dens, medges, ln_medges, row, c, mu, ln_mu)
-        v[c, 1], v[c, 3] = _table_kk(k, k1, dens, medges, ln_medges, row + 1, c, mu, ln_mu)
+        for r in range(2):
+            m = dens[row + r, c, i]
+            v[c, r] = m * d1 if m != 0.0 else 0.0
+            v[c, 2 + r] = m * d2 if m != 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row_ln_e, k,
                    k1, dens, medges, ln_medges, mu_lo, mu_hi, kc, v_hi, v_lo):
     """kc[s - s0, c] = integral over sub-interval s of R_E(E_r | E_t) dE_t for s in
@@ -146,7 +181,7 @@ def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row
             kc[s - s0, c] = a0 + ((b0 - a0) * (ln_er - ln_e0) - (b1 - a1)) / dln
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp):
     """Per cell i in [i0, i1): f[i - i0] = Phi((e_{i+1} - x) scale / sg) - Phi((e_i - x)
     scale / sg), fp and fpp its first and second derivatives with respect to sg (at
@@ -155,12 +190,13 @@ def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp):
     the cells'."""
     inv = scale / sg
     inv_sg = 1.0 / sg
-    for i in range(i0, i1 + 1):
-        z = (edges[i] - x) * inv
+    iu = np.uint64(i0)
+    for j in range(np.uint64(i1 - i0 + 1)):
+        z = (edges[iu + j] - x) * inv
         c, pdf = _ndtr_pdf(z)
-        f[i - i0] = c
-        fp[i - i0] = -z * pdf * inv_sg
-        fpp[i - i0] = (2.0 - z * z) * z * pdf * inv_sg * inv_sg
+        f[j] = c
+        fp[j] = -z * pdf * inv_sg
+        fpp[j] = (2.0 - z * z) * z * pdf * inv_sg * inv_sg
     for j in range(i1 - i0):
         f[j] = f[j + 1] - f[j]
         fp[j] = fp[j + 1] - fp[j]
@@ -186,17 +222,17 @@ def _scratch(n_terms, n_l, n_b):
             np.empty((n_terms, n_l + 1)), np.empty((n_terms, n_b + 1)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp,
                     flpp, fbpp):
     """Cells within r [deg] of (x_r, y_r) and, per PSF term, the l and b factors of their
     PSF masses at the reference widths ``sigma_ref`` (see `_window_sums`)."""
     n_l = l_edges.shape[0] - 1
     n_b = b_edges.shape[0] - 1
-    il0 = max(np.searchsorted(l_edges, x_r - r / cb_r) - 1, 0)
-    il1 = min(np.searchsorted(l_edges, x_r + r / cb_r), n_l)
-    ib0 = max(np.searchsorted(b_edges, y_r - r) - 1, 0)
-    ib1 = min(np.searchsorted(b_edges, y_r + r), n_b)
+    il0 = max(_search_left(l_edges, x_r - r / cb_r) - 1, 0)
+    il1 = min(_search_left(l_edges, x_r + r / cb_r), n_l)
+    ib0 = max(_search_left(b_edges, y_r - r) - 1, 0)
+    ib1 = min(_search_left(b_edges, y_r + r), n_b)
     for q in range(sigma_ref.shape[0]):
         _edge_factors(l_edges, il0, il1, x_r, 1.0, sigma_ref[q] / cref, fl[q], flp[q],
                       flpp[q])
@@ -227,6 +263,22 @@ def pack_migration(mig) -> tuple:
             np.ascontiguousarray(mig.density), np.ascontiguousarray(mig.edges), ln_edges)
 
 
+def kernel_layout(sigma: np.ndarray, ca: np.ndarray, templates: np.ndarray,
+                  col_t: np.ndarray, f_dj: np.ndarray) -> tuple:
+    """The arrays of `marginal_kernel` from their natural layouts: PSF widths and
+    exposure coefficients [sub-interval, l, b, term] -> [sub-interval, term, l, b]; the
+    templates [t, l, b] mixed with the cells' column weights w = col_t into groups of
+    four, [group, l, b, 8] = (T_t (1 - w) for the group's t, then T_t w; zero padding);
+    the central J structure dJ [l, b] -> [b, l]."""
+    n_tpl = templates.shape[0]
+    mix = np.zeros(((n_tpl + 3) // 4,) + templates.shape[1:] + (8,))
+    for t in range(n_tpl):
+        mix[t // 4, ..., t % 4] = templates[t] * (1.0 - col_t)
+        mix[t // 4, ..., 4 + t % 4] = templates[t] * col_t
+    return (np.ascontiguousarray(np.moveaxis(sigma, 3, 1)),
+            np.ascontiguousarray(np.moveaxis(ca, 3, 1)), mix, np.ascontiguousarray(f_dj.T))
+
+
 @numba.njit(cache=True)
 def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_sub, out):
     """Per event, the index ranges the kernel visits (first > last when empty):
@@ -255,38 +307,39 @@ def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_
     return out
 
 
-@numba.njit(cache=True)
-def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, col_t, inv_cosb,
-                 l_edges, b_edges, reach, templates, fl, flp, fb, fbp, flpp, fbpp, kc_row,
-                 with_k, acc, bk, vrow):
+@numba.njit(cache=True, inline="always")
+def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
+                 l_edges, b_edges, reach, tpl_mix, fl, flp, fb, fbp, flpp, fbpp, acc, vrow):
     """Sums over the cells of the PSF window of sub-interval s, for an event at (x_r, y_r)
     in cell (jl, jb) (the window: cells within reach[s, jl, jb] per axis):
 
-    acc[c] = sum T_0 eps M_cell(x_r) w_c, the dark matter's sum split by the offset
-    column c of the migration (a cell mixes its two nearest columns linearly with
-    weights w_c), kept per column for the line kernel; and, if ``with_k``,
-    bk[t] = sum T_t eps M_cell(x_r) K(E_r; cell) for the other templates, with
-    K(cell) = sum_c w_c kc_row[c].
+    acc[t // 4, c, t % 4] = sum T_t eps M_cell(x_r) w_c for every template t, split by
+    the offset column c of the migration (a cell mixes its two nearest columns linearly
+    with weights w_c), so that the energy kernel K(E_r; cell) = sum_c w_c K_c applies
+    afterwards and the dark matter's sums stay per column for the line kernel.
     M_cell is the Gaussian PSF integrated over the cell: per term an l factor times a b
     factor at the width of the event's cell, corrected to second order for each cell's
     own width (the first order alone left 1.4e-3 at 4 deg offset, where the width
-    changes by ~1 % per cell); ca = eps w per cell and term."""
-    for c in range(acc.shape[0]):
-        acc[c] = 0.0
-    for t in range(bk.shape[0]):
-        bk[t] = 0.0
-    sref = sigma[s, jl, jb]
+    changes by ~1 % per cell); ca = eps w per cell and term; ``tpl_mix`` [group, l, b,
+    8] holds T_t (1 - w) then T_t w for the four templates of a group (see
+    `kernel_layout`)."""
+    for g in range(acc.shape[0]):
+        for c in range(acc.shape[1]):
+            for j in range(acc.shape[2]):
+                acc[g, c, j] = 0.0
+    sref = sigma[s, :, jl, jb]
     il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s, jl, jb],
                                          sref, cref, fl, flp, fb, fbp, flpp, fbpp)
-    n_tpl = templates.shape[0]
     n_q = sref.shape[0]
     nb = ib1 - ib0
     for il in range(il0, il1):
         a = il - il0
-        # the cells' eps x PSF masses of this row first (no reductions: vectorisable),
-        # then the sums, in the same order as cell by cell
+        # the cells' eps x PSF masses of this row first (no reductions: vectorisable;
+        # unsigned indices, else numba's negative-index wraparound turns the loads into
+        # gathers), then the sums
         for b in range(nb):
             vrow[b] = 0.0
+        ibu = np.uint64(ib0)
         for q in range(n_q):
             fa = fl[q, a]
             fpa = flp[q, a]
@@ -294,27 +347,40 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, col_t, inv_co
             sq = sref[q]
             sq_l = sq / cref
             for b in range(nb):
-                ib = ib0 + b
-                sg = sigma[s, il, ib, q]
-                d_l = sg * inv_cosb[ib] - sq_l  # the cell's own widths minus the reference
+                ib = ibu + np.uint64(b)
+                sg = sigma[s, q, il, ib]
+                d_l = sg * inv_cosb[ib] - sq_l
                 d_b = sg - sq
-                vrow[b] += ca[s, il, ib, q] * (
+                vrow[b] += ca[s, q, il, ib] * (
                     fb[q, b] * (fa + d_l * (fpa + d_l * hppa))
                     + d_b * (fbp[q, b] * (fa + d_l * fpa) + 0.5 * d_b * fa * fbpp[q, b]))
-        for b in range(nb):
-            val = vrow[b]
-            if val == 0.0:
-                continue
-            ib = ib0 + b
-            c0 = col0[il, ib]
-            tt = col_t[il, ib]
-            v0 = templates[0, il, ib] * val
-            acc[c0] += (1.0 - tt) * v0
-            acc[c0 + 1] += tt * v0
-            if with_k:
-                vk = val * ((1.0 - tt) * kc_row[c0] + tt * kc_row[c0 + 1])
-                for t in range(1, n_tpl):
-                    bk[t] += templates[t, il, ib] * vk
+        # along a run of cells on the same column pair, the eight products of a template
+        # group accumulate in registers (through memory they were a dependency chain)
+        for g in range(tpl_mix.shape[0]):
+            b = 0
+            while b < nb:
+                c0 = col0[il, ib0 + b]
+                r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
+                while b < nb and col0[il, ib0 + b] == c0:
+                    v = vrow[b]
+                    ib = ib0 + b
+                    r0 += v * tpl_mix[g, il, ib, 0]
+                    r1 += v * tpl_mix[g, il, ib, 1]
+                    r2 += v * tpl_mix[g, il, ib, 2]
+                    r3 += v * tpl_mix[g, il, ib, 3]
+                    r4 += v * tpl_mix[g, il, ib, 4]
+                    r5 += v * tpl_mix[g, il, ib, 5]
+                    r6 += v * tpl_mix[g, il, ib, 6]
+                    r7 += v * tpl_mix[g, il, ib, 7]
+                    b += 1
+                acc[g, c0, 0] += r0
+                acc[g, c0, 1] += r1
+                acc[g, c0, 2] += r2
+                acc[g, c0, 3] += r3
+                acc[g, c0 + 1, 0] += r4
+                acc[g, c0 + 1, 1] += r5
+                acc[g, c0 + 1, 2] += r6
+                acc[g, c0 + 1, 3] += r7
 
 
 @numba.njit(cache=True, inline="always")
@@ -326,12 +392,13 @@ def _run_end(parent, off, i, n):
     return j
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, sigma, ca, col0, col_t, inv_cosb, f_l,
-                  f_b, f_pl, f_pb, f_dj, fl, flp, fb, fbp, flpp, fbpp, acc):
-    """Add to acc[c] the dark matter's structure inside the central true cells: sub-cells
-    (edges f_l, f_b; parent cells f_pl, f_pb) carry dJ = J(sub-cell) - J(parent cell),
-    both exact solid-angle averages, with the parent's exposure, PSF widths and column
+                  f_b, f_pl, f_pb, f_djt, fl, flp, fb, fbp, flpp, fbpp, acc, rb, rp):
+    """Add to acc[0, c, 0] the dark matter's structure inside the central true cells:
+    sub-cells (edges f_l, f_b; parent cells f_pl, f_pb) carry dJ = J(sub-cell) -
+    J(parent cell), both exact solid-angle averages (``f_djt`` [b, l], transposed so
+    that the inner loop runs along l), with the parent's exposure, PSF widths and column
     mix; the PSF is integrated over each sub-cell as in `_window_sums`, corrected to
     first order for the parent's widths."""
     il0, il1, ib0, ib1 = _window_factors(f_l, f_b, x_r, y_r, cb_r, reach, sref, cref, fl,
@@ -342,47 +409,56 @@ def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, sigma, ca, col0, col_t, 
     # (the parent's eps, widths and mix are common): three block sums per PSF term
     for q in range(sref.shape[0]):
         sq = sref[q]
-        a = 0
-        while a < na:
-            il = f_pl[il0 + a]
-            a_end = _run_end(f_pl, il0, a, na)
-            b = 0
-            while b < nb:
-                ib = f_pb[ib0 + b]
-                b_end = _run_end(f_pb, ib0, b, nb)
-                w = ca[s, il, ib, q]
+        b = 0
+        while b < nb:
+            ib = f_pb[ib0 + b]
+            b_end = _run_end(f_pb, ib0, b, nb)
+            # rb[aa] = sum_bb dJ fb, rp[aa] = sum_bb dJ fb' over this parent row's sub-cells
+            for aa in range(na):
+                rb[aa] = 0.0
+                rp[aa] = 0.0
+            ilu = np.uint64(il0)
+            for bb in range(b, b_end):
+                fv = fb[q, bb]
+                fpv = fbp[q, bb]
+                row = ib0 + bb
+                for aa in range(np.uint64(na)):
+                    d = f_djt[row, ilu + aa]
+                    rb[aa] += d * fv
+                    rp[aa] += d * fpv
+            a = 0
+            while a < na:
+                il = f_pl[il0 + a]
+                a_end = _run_end(f_pl, il0, a, na)
+                w = ca[s, q, il, ib]
                 if w != 0.0:
                     s_ab = 0.0  # sum dJ f_l f_b
                     s_pb = 0.0  # sum dJ f_l' f_b
                     s_ap = 0.0  # sum dJ f_l f_b'
                     for aa in range(a, a_end):
-                        r_b = 0.0
-                        r_p = 0.0
-                        for bb in range(b, b_end):
-                            d = f_dj[il0 + aa, ib0 + bb]
-                            r_b += d * fb[q, bb]
-                            r_p += d * fbp[q, bb]
-                        s_ab += fl[q, aa] * r_b
-                        s_pb += flp[q, aa] * r_b
-                        s_ap += fl[q, aa] * r_p
-                    sg = sigma[s, il, ib, q]  # the parent's widths minus the reference
+                        s_ab += fl[q, aa] * rb[aa]
+                        s_pb += flp[q, aa] * rb[aa]
+                        s_ap += fl[q, aa] * rp[aa]
+                    sg = sigma[s, q, il, ib]  # the parent's widths minus the reference
                     val = w * (s_ab + (sg * inv_cosb[ib] - sq / cref) * s_pb + (sg - sq) * s_ap)
                     c0 = col0[il, ib]
                     tt = col_t[il, ib]
-                    acc[c0] += (1.0 - tt) * val
-                    acc[c0 + 1] += tt * val
-                b = b_end
-            a = a_end
+                    acc[0, c0, 0] += (1.0 - tt) * val
+                    acc[0, c0 + 1, 0] += tt * val
+                a = a_end
+            b = b_end
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _point_sources(er_kc, s0, s1, dx2, src_col0, src_t, src_sigma, src_weight, src_eps,
-                   src_flux):
+                   src_flux, src_far2):
     """sum over point sources and sub-intervals s0..s1 of flux eps K P(x_r | x_src)
     [sr^-1]; dx2[i] the squared tangent-plane distance [deg^2] to source i."""
     deg2 = (math.pi / 180.0) ** 2
     total = 0.0
     for i in range(src_col0.shape[0]):
+        if dx2[i] > src_far2[i]:
+            continue
         c0 = src_col0[i]
         t = src_t[i]
         for s in range(s0, s1 + 1):
@@ -407,8 +483,8 @@ def _point_sources(er_kc, s0, s1, dx2, src_col0, src_t, src_sigma, src_weight, s
 def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     sub_edges, ln_sub_edges, sub_row, row_ln_e, k, k1, dens, medges,
                     ln_medges, mu_lo, mu_hi,
-                    sigma, ca, col0, col_t, l_edges, b_edges, reach, templates, phi,
-                    f_l, f_b, f_pl, f_pb, f_dj, fine_sigma,
+                    sigma, ca, col0, col_t, l_edges, b_edges, reach, tpl_mix, phi,
+                    f_l, f_b, f_pl, f_pb, f_djt, fine_sigma,
                     pts_e, pts_row, pts_t, pts_sub, pts_u, pts_rho,
                     src_lb, src_col0, src_t, src_sigma, src_weight, src_eps, src_flux,
                     dm_out, line_out, tpl_out, pt_out):
@@ -423,7 +499,9 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
     their spectra); pt_out[e] = lambda of the point sources (src_flux per sub-interval).
     The dark matter's J is resolved inside the central cells (`_fine_dm_sums`) where the
     PSF width at the event's cell is below ``fine_sigma`` [deg] (wider PSFs average the
-    structure inside a cell away).
+    structure inside a cell away). ``sigma``, ``ca``, ``tpl_mix`` and ``f_djt`` are in
+    the layout of `kernel_layout`; a point source is skipped for events more than 9 of
+    its widest PSF widths away (its density there is below 3e-18 of its peak).
     Events are visited in ``order`` (a permutation, see `visit_order`: by reconstructed
     energy, so that neighbours use the same sub-intervals' IRF arrays while they are in
     cache, 1.5x at 2e4 seed events) in blocks of EVENT_BLOCK that share scratch buffers;
@@ -434,19 +512,26 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
     n_b = b_edges.shape[0] - 1
     n_cols = k.shape[1]
     n_terms = sigma.shape[3]
-    n_tpl = templates.shape[0]
+    n_tpl = phi.shape[0]
     n_sub = sub_row.shape[0]
     ne = medges.shape[0]
     cosb = _row_cos(b_edges)
     inv_cosb = 1.0 / cosb
     block = EVENT_BLOCK
+    src_far2 = np.zeros(src_col0.shape[0])
+    for i in range(src_col0.shape[0]):
+        for s in range(n_sub):
+            for q in range(src_sigma.shape[2]):
+                if src_weight[i, s, q] > 0.0:
+                    src_far2[i] = max(src_far2[i], 81.0 * src_sigma[i, s, q] ** 2)
     for blk in numba.prange((n + block - 1) // block):
         fl, flp, fb, fbp, flpp, fbpp = _scratch(n_terms, n_l, n_b)
         gl, glp, gb, gbp, glpp, gbpp = _scratch(n_terms, f_l.shape[0], f_b.shape[0])
         kc = np.empty((n_sub, n_cols))
         sdm = np.empty((n_sub, n_cols))
-        acc = np.empty(n_cols)
-        bk = np.empty(n_tpl)
+        acc = np.empty((tpl_mix.shape[0], n_cols, 4))
+        rb = np.empty(f_l.shape[0])
+        rp = np.empty(f_l.shape[0])
         vrow = np.empty(n_b)
         v_hi = np.empty((n_cols, 4))
         v_lo = np.empty((n_cols, 4))
@@ -485,7 +570,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                 mu = er[e] / pts_e[p]
                 nonzero = False
                 if medges[0] < mu < medges[ne - 1]:
-                    i = np.searchsorted(medges, mu, side="right") - 1
+                    i = _search_right(medges, mu) - 1
                     row = pts_row[p]
                     t = pts_t[p]
                     for c in range(c_lo, c_hi + 1):
@@ -500,8 +585,8 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
             x_r = lr[e]
             y_r = br[e]
             cb_r = math.cos(math.radians(y_r))
-            jl = min(max(np.searchsorted(l_edges, x_r) - 1, 0), n_l - 1)
-            jb = min(max(np.searchsorted(b_edges, y_r) - 1, 0), n_b - 1)
+            jl = min(max(_search_left(l_edges, x_r) - 1, 0), n_l - 1)
+            jb = min(max(_search_left(b_edges, y_r) - 1, 0), n_b - 1)
             for s in range(a0, a1 + 1):
                 if not need[s - a0]:
                     for c in range(n_cols):
@@ -509,23 +594,27 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     continue
                 with_k = d0 <= s <= d1
                 _window_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, sigma, ca, col0,
-                             col_t, inv_cosb, l_edges, b_edges, reach, templates, fl, flp, fb, fbp,
-                             flpp, fbpp, kc[s - d0] if with_k else kc[0], with_k, acc, bk,
-                             vrow)
-                if f_dj.shape[0] > 0 and sigma[s, jl, jb, 0] < fine_sigma:
-                    _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, jl, jb],
+                             inv_cosb, l_edges, b_edges, reach, tpl_mix, fl, flp, fb, fbp,
+                             flpp, fbpp, acc, vrow)
+                if f_djt.shape[0] > 0 and sigma[s, 0, jl, jb] < fine_sigma:
+                    _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, :, jl, jb],
                                   reach[s, jl, jb], sigma, ca, col0, col_t, inv_cosb, f_l, f_b,
-                                  f_pl, f_pb, f_dj, gl, glp, gb, gbp, glpp, gbpp, acc)
+                                  f_pl, f_pb, f_djt, gl, glp, gb, gbp, glpp, gbpp, acc, rb, rp)
                 for c in range(n_cols):
-                    sdm[s - a0, c] = acc[c]
+                    sdm[s - a0, c] = acc[0, c, 0]
                 if not with_k:
                     continue
                 g = 0.0
                 for c in range(c_lo, c_hi + 1):
-                    g += kc[s - d0, c] * acc[c]
+                    g += kc[s - d0, c] * acc[0, c, 0]
                 dm_out[e, s - d0] = g
                 for t in range(1, n_tpl):
-                    tpl_out[e, t] += phi[t, s] * bk[t]
+                    gg = t // 4
+                    tj = t % 4
+                    bt = 0.0
+                    for c in range(c_lo, c_hi + 1):
+                        bt += kc[s - d0, c] * acc[gg, c, tj]
+                    tpl_out[e, t] += phi[t, s] * bt
             for p in range(p0, p1 + 1):
                 if math.isnan(rline[p - p0, c_lo]):
                     continue
@@ -541,5 +630,6 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     dy = y_r - src_lb[i, 1]
                     dx2[i] = dx * dx + dy * dy
                 pt_out[e] = _point_sources(kc, d0, d1, dx2, src_col0, src_t, src_sigma,
-                                           src_weight, src_eps, src_flux)
+                                           src_weight, src_eps, src_flux, src_far2)
     return dm_out
+
