@@ -266,17 +266,27 @@ def test_local_window_holds_every_cell_that_reaches_the_event():
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_visit_order_deals_energy_blocks_to_the_threads(n_threads):
     """A permutation whose contiguous per-thread shares each span the whole energy range
-    in increasing order (the kernel splits its blocks statically between threads)."""
-    from gammadm.kernels.marginal import EVENT_BLOCK, visit_order
+    in increasing energy bins, sky tiles grouped within a bin (the kernel splits its
+    blocks statically between threads)."""
+    from gammadm.kernels.marginal import (EVENT_BLOCK, VISIT_BIN_DEX, VISIT_TILE_DEG,
+                                          visit_order)
 
-    er = np.random.default_rng(2).lognormal(size=50 * EVENT_BLOCK + 5)
-    order = visit_order(er, n_threads)
-    assert np.array_equal(np.sort(order), np.arange(er.size))
+    rng = np.random.default_rng(2)
+    n = 50 * EVENT_BLOCK + 5
+    er = rng.lognormal(size=n)
+    lr, br = rng.uniform(-2, 2, n), rng.uniform(-2, 2, n)
+    order = visit_order(er, lr, br, n_threads)
+    assert np.array_equal(np.sort(order), np.arange(n))
+    ebin = np.floor(np.log10(er) / VISIT_BIN_DEX)
+    tile = np.floor(lr / VISIT_TILE_DEG) * 1000 + np.floor(br / VISIT_TILE_DEG)
     full = 50 * EVENT_BLOCK
-    assert set(order[full:]) == set(np.argsort(er, kind="stable")[full:])  # partial block last
+    by_key = np.lexsort((tile, ebin))
+    assert set(order[full:]) == set(by_key[full:])  # partial block last
     for share in np.array_split(np.arange(50), n_threads):
-        e = er[order[share[0] * EVENT_BLOCK:(share[-1] + 1) * EVENT_BLOCK]]
-        assert np.all(np.diff(e) >= 0)
+        sel = order[share[0] * EVENT_BLOCK:(share[-1] + 1) * EVENT_BLOCK]
+        key = ebin[sel] * 1e7 + tile[sel]
+        assert np.all(np.diff(key) >= 0)
+        e = er[sel]
         assert e[0] <= np.quantile(er, 0.1) and e[-1] >= np.quantile(er, 0.9)
 
 

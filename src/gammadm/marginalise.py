@@ -277,7 +277,7 @@ class KernelInputs:
         tpl = np.empty((n, self.templates.shape[0]))
         pts = np.empty(n)
         c_lo, c_hi = self.columns(er, lr, br)
-        order = visit_order(er, numba.get_num_threads())
+        order = visit_order(er, lr, br, numba.get_num_threads())
         sigma, ca, mix, f_djt = self._kernel_arrays
         col0, col_t, l_edges, b_edges, reach = self.spatial[2:]
         f_l, f_b, f_pl, f_pb, _, fine_sigma = self.fine

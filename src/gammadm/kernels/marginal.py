@@ -39,6 +39,8 @@ __all__ = ["EVENT_BLOCK", "active_ranges", "kernel_layout", "marginal_kernel", "
            "visit_order"]
 
 EVENT_BLOCK = 16  # events per parallel iteration of marginal_kernel (shared scratch)
+VISIT_BIN_DEX = 0.05  # energy bins [decades] and sky tiles [deg] of `visit_order`
+VISIT_TILE_DEG = 0.3
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -240,13 +242,17 @@ def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, fl
     return il0, il1, ib0, ib1
 
 
-def visit_order(er: np.ndarray, n_threads: int) -> np.ndarray:
-    """The order in which `marginal_kernel` visits events: by reconstructed energy (cache
-    locality), its blocks dealt round-robin to the threads' contiguous shares of the
-    parallel loop. Low-energy events cost ~1.5x high-energy ones (wider PSF windows,
-    more sub-intervals), so contiguous energy halves left one of two threads idle for
-    ~15 % of the time."""
-    by_energy = np.argsort(er, kind="stable")
+def visit_order(er: np.ndarray, lr: np.ndarray, br: np.ndarray, n_threads: int) -> np.ndarray:
+    """The order in which `marginal_kernel` visits events: by reconstructed energy in
+    bins of VISIT_BIN_DEX, and within a bin by sky tiles of VISIT_TILE_DEG (neighbours
+    then read the same sub-intervals' and cells' IRF arrays while they are in cache:
+    1.1x over energy alone at 2e4 seed events), its blocks dealt round-robin to the
+    threads' contiguous shares of the parallel loop. Low-energy events cost ~1.5x
+    high-energy ones (wider PSF windows, more sub-intervals), so contiguous energy
+    halves left one of two threads idle for ~15 % of the time."""
+    by_energy = np.lexsort((np.floor(np.asarray(br) / VISIT_TILE_DEG),
+                            np.floor(np.asarray(lr) / VISIT_TILE_DEG),
+                            np.floor(np.log10(er) / VISIT_BIN_DEX)))
     n_full = er.size // EVENT_BLOCK  # a partial last block stays last
     t = max(int(n_threads), 1)
     blocks = np.concatenate([np.arange(i, n_full, t) for i in range(t)])
@@ -359,11 +365,11 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
         for g in range(tpl_mix.shape[0]):
             b = 0
             while b < nb:
-                c0 = col0[il, ib0 + b]
+                c0 = col0[il, ibu + np.uint64(b)]
                 r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
-                while b < nb and col0[il, ib0 + b] == c0:
+                while b < nb and col0[il, ibu + np.uint64(b)] == c0:
                     v = vrow[b]
-                    ib = ib0 + b
+                    ib = ibu + np.uint64(b)
                     r0 += v * tpl_mix[g, il, ib, 0]
                     r1 += v * tpl_mix[g, il, ib, 1]
                     r2 += v * tpl_mix[g, il, ib, 2]
@@ -503,15 +509,15 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
     the layout of `kernel_layout`; a point source is skipped for events more than 9 of
     its widest PSF widths away (its density there is below 3e-18 of its peak).
     Events are visited in ``order`` (a permutation, see `visit_order`: by reconstructed
-    energy, so that neighbours use the same sub-intervals' IRF arrays while they are in
-    cache, 1.5x at 2e4 seed events) in blocks of EVENT_BLOCK that share scratch buffers;
+    energy and sky tile, so that neighbours use the same IRF arrays while they are in
+    cache, 1.6x at 2e4 seed events) in blocks of EVENT_BLOCK that share scratch buffers;
     per-event sums are serial, so the order changes no result.
     """
     n = er.shape[0]
     n_l = l_edges.shape[0] - 1
     n_b = b_edges.shape[0] - 1
     n_cols = k.shape[1]
-    n_terms = sigma.shape[3]
+    n_terms = sigma.shape[1]
     n_tpl = phi.shape[0]
     n_sub = sub_row.shape[0]
     ne = medges.shape[0]
