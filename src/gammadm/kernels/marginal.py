@@ -33,8 +33,6 @@ import math
 import numba
 import numpy as np
 
-from .likelihood import interp_geometric
-
 __all__ = ["EVENT_BLOCK", "active_ranges", "kernel_layout", "marginal_kernel", "pack_migration",
            "visit_order"]
 
@@ -184,12 +182,12 @@ def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row
 
 
 @numba.njit(cache=True, inline="always")
-def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp):
+def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp, second):
     """Per cell i in [i0, i1): f[i - i0] = Phi((e_{i+1} - x) scale / sg) - Phi((e_i - x)
     scale / sg), fp and fpp its first and second derivatives with respect to sg (at
     fixed scale: d Phi(z) / d sg = -z phi / sg, d2 / d sg2 = (2 z - z^3) phi / sg^2).
     The arrays hold i1 - i0 + 1 values: the edges' first (an independent loop), then
-    the cells'."""
+    the cells'. ``second``: whether to fill fpp (first-order callers skip it)."""
     inv = scale / sg
     inv_sg = 1.0 / sg
     iu = np.uint64(i0)
@@ -198,11 +196,14 @@ def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp):
         c, pdf = _ndtr_pdf(z)
         f[j] = c
         fp[j] = -z * pdf * inv_sg
-        fpp[j] = (2.0 - z * z) * z * pdf * inv_sg * inv_sg
+        if second:
+            fpp[j] = (2.0 - z * z) * z * pdf * inv_sg * inv_sg
     for j in range(i1 - i0):
         f[j] = f[j + 1] - f[j]
         fp[j] = fp[j + 1] - fp[j]
-        fpp[j] = fpp[j + 1] - fpp[j]
+    if second:
+        for j in range(i1 - i0):
+            fpp[j] = fpp[j + 1] - fpp[j]
 
 
 @numba.njit(cache=True)
@@ -226,7 +227,7 @@ def _scratch(n_terms, n_l, n_b):
 
 @numba.njit(cache=True, inline="always")
 def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp,
-                    flpp, fbpp):
+                    flpp, fbpp, second):
     """Cells within r [deg] of (x_r, y_r) and, per PSF term, the l and b factors of their
     PSF masses at the reference widths ``sigma_ref`` (see `_window_sums`)."""
     n_l = l_edges.shape[0] - 1
@@ -237,8 +238,9 @@ def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, fl
     ib1 = min(_search_left(b_edges, y_r + r), n_b)
     for q in range(sigma_ref.shape[0]):
         _edge_factors(l_edges, il0, il1, x_r, 1.0, sigma_ref[q] / cref, fl[q], flp[q],
-                      flpp[q])
-        _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sigma_ref[q], fb[q], fbp[q], fbpp[q])
+                      flpp[q], second)
+        _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sigma_ref[q], fb[q], fbp[q], fbpp[q],
+                      second)
     return il0, il1, ib0, ib1
 
 
@@ -335,7 +337,7 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
                 acc[g, c, j] = 0.0
     sref = sigma[s, :, jl, jb]
     il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s, jl, jb],
-                                         sref, cref, fl, flp, fb, fbp, flpp, fbpp)
+                                         sref, cref, fl, flp, fb, fbp, flpp, fbpp, True)
     n_q = sref.shape[0]
     nb = ib1 - ib0
     for il in range(il0, il1):
@@ -408,7 +410,7 @@ def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, sigma, ca, col0, col_t, 
     mix; the PSF is integrated over each sub-cell as in `_window_sums`, corrected to
     first order for the parent's widths."""
     il0, il1, ib0, ib1 = _window_factors(f_l, f_b, x_r, y_r, cb_r, reach, sref, cref, fl,
-                                         flp, fb, fbp, flpp, fbpp)
+                                         flp, fb, fbp, flpp, fbpp, False)
     na = il1 - il0
     nb = ib1 - ib0
     # per parent cell, sum_sub dJ M_sub is bilinear in the sub-cells' l and b factors
@@ -535,6 +537,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
         gl, glp, gb, gbp, glpp, gbpp = _scratch(n_terms, f_l.shape[0], f_b.shape[0])
         kc = np.empty((n_sub, n_cols))
         sdm = np.empty((n_sub, n_cols))
+        lsdm = np.empty((n_sub, n_cols))
         acc = np.empty((tpl_mix.shape[0], n_cols, 4))
         rb = np.empty(f_l.shape[0])
         rp = np.empty(f_l.shape[0])
@@ -621,6 +624,10 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     for c in range(c_lo, c_hi + 1):
                         bt += kc[s - d0, c] * acc[gg, c, tj]
                     tpl_out[e, t] += phi[t, s] * bt
+            if p1 >= p0:  # logs of the spatial sums once per sub-interval, for the lines
+                for j in range(pts_sub[p0] - a0, pts_sub[p1] + 2 - a0):
+                    for c in range(c_lo, c_hi + 1):
+                        lsdm[j, c] = math.log(sdm[j, c]) if sdm[j, c] > 0.0 else 0.0
             for p in range(p0, p1 + 1):
                 if math.isnan(rline[p - p0, c_lo]):
                     continue
@@ -628,7 +635,15 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                 u = pts_u[p]
                 g = 0.0
                 for c in range(c_lo, c_hi + 1):
-                    g += rline[p - p0, c] * interp_geometric(sdm[j, c], sdm[j + 1, c], u)
+                    r = rline[p - p0, c]
+                    if r == 0.0:
+                        continue
+                    g0 = sdm[j, c]
+                    g1 = sdm[j + 1, c]
+                    if g0 > 0.0 and g1 > 0.0:  # as likelihood.interp_geometric, logs kept
+                        g += r * math.exp((1.0 - u) * lsdm[j, c] + u * lsdm[j + 1, c])
+                    else:
+                        g += r * ((1.0 - u) * g0 + u * g1)
                 line_out[e, p - p0] = g * pts_rho[p, jl, jb] / pts_e[p]
             if src_col0.shape[0] > 0 and d1 >= d0:
                 for i in range(src_col0.shape[0]):
