@@ -19,6 +19,8 @@ sub-intervals (and line-energy points) whose migration support reaches E_r.
 Kernels take plain arrays, run in parallel over events with serial per-event sums and
 no fastmath, so results do not depend on the thread count.
 
+Divisions follow numpy's error model (no zero-divisor check and exception path;
+the kernels divide by widths, energies and spacings that are never zero).
 The helpers are inlined into the kernel (``inline="always"``): numba increments and
 decrements the reference count of every array passed to a compiled call, atomically,
 and at ~20 array arguments per sub-interval that bookkeeping took 22 % of the time.
@@ -54,7 +56,7 @@ _CDF_TAB = np.array([0.5 * math.erfc(-z * _INV_SQRT2) for z in _Z_NODES])
 _PDF_TAB = np.exp(-0.5 * _Z_NODES**2) * _INV_SQRT2PI
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _ndtr_pdf(z):
     """(Phi(z), phi(z)) of the standard normal (0 or 1 and 0 beyond |z| = 9). Written
     without branches so that loops over it vectorise."""
@@ -78,7 +80,7 @@ def _ndtr_pdf(z):
     return (0.0 if z <= -_Z_MAX else (1.0 if z >= _Z_MAX else cdf)), (0.0 if outside else pdf)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _search_left(edges, v):
     """np.searchsorted(edges, v) (side left: the number of edges < v), from a guess on a
     uniform spacing fixed by a walk (exact for any sorted edges; fast when uniform)."""
@@ -92,7 +94,7 @@ def _search_left(edges, v):
     return i
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _search_right(edges, v):
     """np.searchsorted(edges, v, side="right"): the number of edges <= v."""
     n = edges.shape[0]
@@ -105,7 +107,7 @@ def _search_right(edges, v):
     return i
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _edge_values(k, k1, dens, edges, ln_edges, row, mu, ln_mu, c_lo, c_hi, v):
     """v[c] = (K_row, K_row+1, K1_row, K1_row+1) at mu for columns c_lo..c_hi (anchored
     as in MigrationTables; ``ln_mu`` = ln(mu), passed in because the caller has it). The
@@ -143,7 +145,7 @@ def _edge_values(k, k1, dens, edges, ln_edges, row, mu, ln_mu, c_lo, c_hi, v):
             v[c, 2 + r] = m * d2 if m != 0.0 else 0.0
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row_ln_e, k,
                    k1, dens, medges, ln_medges, mu_lo, mu_hi, kc, v_hi, v_lo):
     """kc[s - s0, c] = integral over sub-interval s of R_E(E_r | E_t) dE_t for s in
@@ -181,7 +183,7 @@ def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row
             kc[s - s0, c] = a0 + ((b0 - a0) * (ln_er - ln_e0) - (b1 - a1)) / dln
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp, second):
     """Per cell i in [i0, i1): f[i - i0] = Phi((e_{i+1} - x) scale / sg) - Phi((e_i - x)
     scale / sg), fp and fpp its first and second derivatives with respect to sg (at
@@ -206,7 +208,7 @@ def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp, second):
             fpp[j] = fpp[j + 1] - fpp[j]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _row_cos(b_edges):
     """cos b at the centre of each latitude row (the tangent-plane scale of dl)."""
     n_b = b_edges.shape[0] - 1
@@ -216,7 +218,7 @@ def _row_cos(b_edges):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _scratch(n_terms, n_l, n_b):
     """Buffers of the window factors (l, dl/dsigma, b, db/dsigma, d2l/dsigma2,
     d2b/dsigma2), reused by events."""
@@ -225,7 +227,7 @@ def _scratch(n_terms, n_l, n_b):
             np.empty((n_terms, n_l + 1)), np.empty((n_terms, n_b + 1)))
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp,
                     flpp, fbpp, second):
     """Cells within r [deg] of (x_r, y_r) and, per PSF term, the l and b factors of their
@@ -287,7 +289,7 @@ def kernel_layout(sigma: np.ndarray, ca: np.ndarray, templates: np.ndarray,
             np.ascontiguousarray(np.moveaxis(ca, 3, 1)), mix, np.ascontiguousarray(f_dj.T))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_sub, out):
     """Per event, the index ranges the kernel visits (first > last when empty):
     out[e] = (first, last) sub-interval whose migration support can reach E_r (the
@@ -315,7 +317,7 @@ def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_
     return out
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
                  l_edges, b_edges, reach, tpl_mix, fl, flp, fb, fbp, flpp, fbpp, acc, vrow):
     """Sums over the cells of the PSF window of sub-interval s, for an event at (x_r, y_r)
@@ -391,7 +393,7 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
                 acc[g, c0 + 1, 3] += r7
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _run_end(parent, off, i, n):
     """End of the run of sub-cells from i (< n) that share parent[off + i]."""
     j = i + 1
@@ -400,7 +402,7 @@ def _run_end(parent, off, i, n):
     return j
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, sigma, ca, col0, col_t, inv_cosb, f_l,
                   f_b, f_pl, f_pb, f_djt, fl, flp, fb, fbp, flpp, fbpp, acc, rb, rp):
     """Add to acc[0, c, 0] the dark matter's structure inside the central true cells:
@@ -457,7 +459,7 @@ def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, sigma, ca, col0, col_t, 
             b = b_end
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _point_sources(er_kc, s0, s1, dx2, src_col0, src_t, src_sigma, src_weight, src_eps,
                    src_flux, src_far2):
     """sum over point sources and sub-intervals s0..s1 of flux eps K P(x_r | x_src)
@@ -487,7 +489,7 @@ def _point_sources(er_kc, s0, s1, dx2, src_col0, src_t, src_sigma, src_weight, s
     return total
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     sub_edges, ln_sub_edges, sub_row, row_ln_e, k, k1, dens, medges,
                     ln_medges, mu_lo, mu_hi,
