@@ -302,3 +302,37 @@ def test_range_max_equals_slices():
     for s in range(5):
         for i in range(200):
             assert got[s, i] == values[s, lo[s, i]:hi[s, i] + 1].max()
+
+
+def test_kernel_searches_equal_numpy_on_any_sorted_edges():
+    """The kernels' guess-and-walk searches equal np.searchsorted (both sides) on
+    uneven edges, at the edges themselves and outside the range."""
+    from gammadm.kernels.marginal import _search_left, _search_right
+
+    rng = np.random.default_rng(11)
+    # uniform, random, dense at the low end, dense at the high end (the uniform guess
+    # then overshoots and the walk back must stop at an equal edge)
+    for edges in (np.linspace(-3.0, 4.0, 71), np.sort(rng.uniform(-3, 4, 50)),
+                  np.cumsum(rng.exponential(1.0, 40)) ** 2, 1.0 - 0.7 ** np.arange(30)):
+        values = np.concatenate([edges, rng.uniform(edges[0] - 1, edges[-1] + 1, 300),
+                                 [edges[0] - 5, edges[-1] + 5]])
+        for v in values:
+            assert _search_left(edges, v) == np.searchsorted(edges, v, side="left")
+            assert _search_right(edges, v) == np.searchsorted(edges, v, side="right")
+
+
+def test_kernel_normal_cdf_and_pdf_match_scipy():
+    """The tabulated normal CDF and pdf agree with scipy to 1e-12 and are exactly 0 or 1
+    and 0 beyond |z| = 9."""
+    from scipy.special import ndtr
+
+    from gammadm.kernels.marginal import _ndtr_pdf
+
+    z = np.concatenate([np.linspace(-8.999, 8.999, 4001), [-9.0, 9.0, -12.0, 30.0]])
+    got = np.array([_ndtr_pdf(x) for x in z])
+    inside = np.abs(z) < 9
+    assert np.max(np.abs(got[inside, 0] - ndtr(z[inside]))) < 1e-12
+    pdf = np.exp(-0.5 * z[inside] ** 2) / np.sqrt(2 * np.pi)
+    assert np.max(np.abs(got[inside, 1] - pdf)) < 1e-12
+    assert np.array_equal(got[~inside, 0], (z[~inside] > 0).astype(float))
+    assert np.all(got[~inside, 1] == 0.0)
