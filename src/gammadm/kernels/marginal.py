@@ -81,28 +81,16 @@ def _ndtr_pdf(z):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _search_left(edges, v):
-    """np.searchsorted(edges, v) (side left: the number of edges < v), from a guess on a
-    uniform spacing fixed by a walk (exact for any sorted edges; fast when uniform)."""
+def _searchsorted(edges, v, right):
+    """np.searchsorted(edges, v, side="right" if right else "left"): the number of edges
+    <= v (right) or < v (left), from a guess on a uniform spacing fixed by a walk (exact
+    for any sorted edges; fast when uniform)."""
     n = edges.shape[0]
     i = int((v - edges[0]) / (edges[n - 1] - edges[0]) * (n - 1)) if v > edges[0] else 0
     i = min(max(i, 0), n)
-    while i > 0 and edges[i - 1] >= v:
+    while i > 0 and (edges[i - 1] > v if right else edges[i - 1] >= v):
         i -= 1
-    while i < n and edges[i] < v:
-        i += 1
-    return i
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _search_right(edges, v):
-    """np.searchsorted(edges, v, side="right"): the number of edges <= v."""
-    n = edges.shape[0]
-    i = int((v - edges[0]) / (edges[n - 1] - edges[0]) * (n - 1)) if v > edges[0] else 0
-    i = min(max(i, 0), n)
-    while i > 0 and edges[i - 1] > v:
-        i -= 1
-    while i < n and edges[i] <= v:
+    while i < n and (edges[i] <= v if right else edges[i] < v):
         i += 1
     return i
 
@@ -123,7 +111,7 @@ def _edge_values(k, k1, dens, edges, ln_edges, row, mu, ln_mu, c_lo, c_hi, v):
     if mu <= edges[0]:
         mu = edges[0] + 1e-300
         ln_mu = math.log(mu)
-    i = _search_right(edges, mu) - 1
+    i = _searchsorted(edges, mu, True) - 1
     i = min(max(i, 0), ne - 2)
     if edges[i] > 0.0:
         ll = ln_edges[i]
@@ -234,10 +222,10 @@ def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, fl
     PSF masses at the reference widths ``sigma_ref`` (see `_window_sums`)."""
     n_l = l_edges.shape[0] - 1
     n_b = b_edges.shape[0] - 1
-    il0 = max(_search_left(l_edges, x_r - r / cb_r) - 1, 0)
-    il1 = min(_search_left(l_edges, x_r + r / cb_r), n_l)
-    ib0 = max(_search_left(b_edges, y_r - r) - 1, 0)
-    ib1 = min(_search_left(b_edges, y_r + r), n_b)
+    il0 = max(_searchsorted(l_edges, x_r - r / cb_r, False) - 1, 0)
+    il1 = min(_searchsorted(l_edges, x_r + r / cb_r, False), n_l)
+    ib0 = max(_searchsorted(b_edges, y_r - r, False) - 1, 0)
+    ib1 = min(_searchsorted(b_edges, y_r + r, False), n_b)
     for q in range(sigma_ref.shape[0]):
         _edge_factors(l_edges, il0, il1, x_r, 1.0, sigma_ref[q] / cref, fl[q], flp[q],
                       flpp[q], second)
@@ -254,14 +242,14 @@ def visit_order(er: np.ndarray, lr: np.ndarray, br: np.ndarray, n_threads: int) 
     threads' contiguous shares of the parallel loop. Low-energy events cost ~1.5x
     high-energy ones (wider PSF windows, more sub-intervals), so contiguous energy
     halves left one of two threads idle for ~15 % of the time."""
-    by_energy = np.lexsort((np.floor(np.asarray(br) / VISIT_TILE_DEG),
+    by_key = np.lexsort((np.floor(np.asarray(br) / VISIT_TILE_DEG),
                             np.floor(np.asarray(lr) / VISIT_TILE_DEG),
                             np.floor(np.log10(er) / VISIT_BIN_DEX)))
     n_full = er.size // EVENT_BLOCK  # a partial last block stays last
     t = max(int(n_threads), 1)
     blocks = np.concatenate([np.arange(i, n_full, t) for i in range(t)])
     idx = (blocks[:, None] * EVENT_BLOCK + np.arange(EVENT_BLOCK)[None, :]).ravel()
-    return np.concatenate([by_energy[idx], by_energy[n_full * EVENT_BLOCK:]])
+    return np.concatenate([by_key[idx], by_key[n_full * EVENT_BLOCK:]])
 
 
 def pack_migration(mig) -> tuple:
@@ -581,7 +569,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                 mu = er[e] / pts_e[p]
                 nonzero = False
                 if medges[0] < mu < medges[ne - 1]:
-                    i = _search_right(medges, mu) - 1
+                    i = _searchsorted(medges, mu, True) - 1
                     row = pts_row[p]
                     t = pts_t[p]
                     for c in range(c_lo, c_hi + 1):
@@ -596,8 +584,8 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
             x_r = lr[e]
             y_r = br[e]
             cb_r = math.cos(math.radians(y_r))
-            jl = min(max(_search_left(l_edges, x_r) - 1, 0), n_l - 1)
-            jb = min(max(_search_left(b_edges, y_r) - 1, 0), n_b - 1)
+            jl = min(max(_searchsorted(l_edges, x_r, False) - 1, 0), n_l - 1)
+            jb = min(max(_searchsorted(b_edges, y_r, False) - 1, 0), n_b - 1)
             for s in range(a0, a1 + 1):
                 if not need[s - a0]:
                     for c in range(n_cols):
