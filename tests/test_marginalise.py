@@ -307,7 +307,7 @@ def test_range_max_equals_slices():
 def test_kernel_searches_equal_numpy_on_any_sorted_edges():
     """The kernels' guess-and-walk searches equal np.searchsorted (both sides) on
     uneven edges, at the edges themselves and outside the range."""
-    from gammadm.kernels.marginal import _searchsorted
+    from gammadm.kernels.marginal import _guess_scale, _searchsorted
 
     rng = np.random.default_rng(11)
     # uniform, random, dense at the low end, dense at the high end (the uniform guess
@@ -316,9 +316,10 @@ def test_kernel_searches_equal_numpy_on_any_sorted_edges():
                   np.cumsum(rng.exponential(1.0, 40)) ** 2, 1.0 - 0.7 ** np.arange(30)):
         values = np.concatenate([edges, rng.uniform(edges[0] - 1, edges[-1] + 1, 300),
                                  [edges[0] - 5, edges[-1] + 5]])
+        scale = _guess_scale(edges)
         for v in values:
-            assert _searchsorted(edges, v, False) == np.searchsorted(edges, v, side="left")
-            assert _searchsorted(edges, v, True) == np.searchsorted(edges, v, side="right")
+            assert _searchsorted(edges, v, False, scale) == np.searchsorted(edges, v, "left")
+            assert _searchsorted(edges, v, True, scale) == np.searchsorted(edges, v, "right")
 
 
 def test_kernel_normal_cdf_and_pdf_match_scipy():

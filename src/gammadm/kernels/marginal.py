@@ -81,12 +81,12 @@ def _ndtr_pdf(z):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _searchsorted(edges, v, right):
+def _searchsorted(edges, v, right, scale):
     """np.searchsorted(edges, v, side="right" if right else "left"): the number of edges
     <= v (right) or < v (left), from a guess on a uniform spacing fixed by a walk (exact
-    for any sorted edges; fast when uniform)."""
+    for any sorted edges; fast when uniform). ``scale`` = `_guess_scale` (edges)."""
     n = edges.shape[0]
-    i = int((v - edges[0]) / (edges[n - 1] - edges[0]) * (n - 1)) if v > edges[0] else 0
+    i = int((v - edges[0]) * scale) if v > edges[0] else 0
     i = min(max(i, 0), n)
     while i > 0 and (edges[i - 1] > v if right else edges[i - 1] >= v):
         i -= 1
@@ -96,7 +96,15 @@ def _searchsorted(edges, v, right):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _edge_values(k, k1, dens, edges, ln_edges, row, mu, ln_mu, c_lo, c_hi, v):
+def _guess_scale(edges):
+    """The number of spacings per unit of a uniform grid with these end edges (the
+    searches' first guess; a multiplication where a division was 5 % of the time)."""
+    n = edges.shape[0]
+    return (n - 1) / (edges[n - 1] - edges[0]) if n > 1 else 0.0
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _edge_values(k, k1, dens, edges, ln_edges, scale, row, mu, ln_mu, c_lo, c_hi, v):
     """v[c] = (K_row, K_row+1, K1_row, K1_row+1) at mu for columns c_lo..c_hi (anchored
     as in MigrationTables; ``ln_mu`` = ln(mu), passed in because the caller has it). The
     mu bin is located once for all rows and columns."""
@@ -111,7 +119,7 @@ def _edge_values(k, k1, dens, edges, ln_edges, row, mu, ln_mu, c_lo, c_hi, v):
     if mu <= edges[0]:
         mu = edges[0] + 1e-300
         ln_mu = math.log(mu)
-    i = _searchsorted(edges, mu, True) - 1
+    i = _searchsorted(edges, mu, True, scale) - 1
     i = min(max(i, 0), ne - 2)
     if edges[i] > 0.0:
         ll = ln_edges[i]
@@ -135,7 +143,7 @@ def _edge_values(k, k1, dens, edges, ln_edges, row, mu, ln_mu, c_lo, c_hi, v):
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row_ln_e, k,
-                   k1, dens, medges, ln_medges, mu_lo, mu_hi, kc, v_hi, v_lo):
+                   k1, dens, medges, ln_medges, m_scale, mu_lo, mu_hi, kc, v_hi, v_lo):
     """kc[s - s0, c] = integral over sub-interval s of R_E(E_r | E_t) dE_t for s in
     s0..s1 and offset columns c_lo..c_hi (linear mix of the two migration rows in
     ln E_t, exact through the tables K, K1). The table values at a shared edge are
@@ -152,13 +160,13 @@ def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row
             continue
         row = sub_row[s]
         if row != cached_row:  # values at mu = E_r / E_a (the sub-interval's lower edge)
-            _edge_values(k, k1, dens, medges, ln_medges, row, er / ea,
+            _edge_values(k, k1, dens, medges, ln_medges, m_scale, row, er / ea,
                          ln_er - ln_sub_edges[s], c_lo, c_hi, v_hi)
         else:
             for c in range(c_lo, c_hi + 1):
                 for j in range(4):
                     v_hi[c, j] = v_lo[c, j]
-        _edge_values(k, k1, dens, medges, ln_medges, row, er / eb,
+        _edge_values(k, k1, dens, medges, ln_medges, m_scale, row, er / eb,
                      ln_er - ln_sub_edges[s + 1], c_lo, c_hi, v_lo)
         cached_row = row
         ln_e0 = row_ln_e[row]
@@ -172,28 +180,30 @@ def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _edge_factors(edges, i0, i1, x, scale, sg, f, fp, fpp, second):
-    """Per cell i in [i0, i1): f[i - i0] = Phi((e_{i+1} - x) scale / sg) - Phi((e_i - x)
-    scale / sg), fp and fpp its first and second derivatives with respect to sg (at
-    fixed scale: d Phi(z) / d sg = -z phi / sg, d2 / d sg2 = (2 z - z^3) phi / sg^2).
-    The arrays hold i1 - i0 + 1 values: the edges' first (an independent loop), then
-    the cells'. ``second``: whether to fill fpp (first-order callers skip it)."""
+def _edge_factors(edges, i0, i1, x, scale, sg, q, f, fp, fpp, second):
+    """Per cell i in [i0, i1): f[q, i - i0] = Phi((e_{i+1} - x) scale / sg) -
+    Phi((e_i - x) scale / sg), fp and fpp its first and second derivatives with respect
+    to sg (at fixed scale: d Phi(z) / d sg = -z phi / sg, d2 / d sg2 = (2 z - z^3) phi /
+    sg^2). Row q holds i1 - i0 + 1 values: the edges' first (an independent loop), then
+    the cells'. ``second``: whether to fill fpp (first-order callers skip it). The
+    buffers are passed whole with the row index: a row view would cost an atomic
+    reference-count pair per call."""
     inv = scale / sg
     inv_sg = 1.0 / sg
     iu = np.uint64(i0)
     for j in range(np.uint64(i1 - i0 + 1)):
         z = (edges[iu + j] - x) * inv
         c, pdf = _ndtr_pdf(z)
-        f[j] = c
-        fp[j] = -z * pdf * inv_sg
+        f[q, j] = c
+        fp[q, j] = -z * pdf * inv_sg
         if second:
-            fpp[j] = (2.0 - z * z) * z * pdf * inv_sg * inv_sg
+            fpp[q, j] = (2.0 - z * z) * z * pdf * inv_sg * inv_sg
     for j in range(i1 - i0):
-        f[j] = f[j + 1] - f[j]
-        fp[j] = fp[j + 1] - fp[j]
+        f[q, j] = f[q, j + 1] - f[q, j]
+        fp[q, j] = fp[q, j + 1] - fp[q, j]
     if second:
         for j in range(i1 - i0):
-            fpp[j] = fpp[j + 1] - fpp[j]
+            fpp[q, j] = fpp[q, j + 1] - fpp[q, j]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -216,21 +226,28 @@ def _scratch(n_terms, n_l, n_b):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _window_factors(l_edges, b_edges, x_r, y_r, cb_r, r, sigma_ref, cref, fl, flp, fb, fbp,
-                    flpp, fbpp, second):
-    """Cells within r [deg] of (x_r, y_r) and, per PSF term, the l and b factors of their
-    PSF masses at the reference widths ``sigma_ref`` (see `_window_sums`)."""
+def _window_range(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r):
+    """The cells [il0, il1) x [ib0, ib1) within r [deg] of (x_r, y_r) per axis (empty
+    when the window misses the grid); sl, sb: `_guess_scale` of the edges."""
     n_l = l_edges.shape[0] - 1
     n_b = b_edges.shape[0] - 1
-    il0 = max(_searchsorted(l_edges, x_r - r / cb_r, False) - 1, 0)
-    il1 = min(_searchsorted(l_edges, x_r + r / cb_r, False), n_l)
-    ib0 = max(_searchsorted(b_edges, y_r - r, False) - 1, 0)
-    ib1 = min(_searchsorted(b_edges, y_r + r, False), n_b)
-    for q in range(sigma_ref.shape[0]):
-        _edge_factors(l_edges, il0, il1, x_r, 1.0, sigma_ref[q] / cref, fl[q], flp[q],
-                      flpp[q], second)
-        _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sigma_ref[q], fb[q], fbp[q], fbpp[q],
-                      second)
+    il0 = max(_searchsorted(l_edges, x_r - r / cb_r, False, sl) - 1, 0)
+    il1 = min(_searchsorted(l_edges, x_r + r / cb_r, False, sl), n_l)
+    ib0 = max(_searchsorted(b_edges, y_r - r, False, sb) - 1, 0)
+    ib1 = min(_searchsorted(b_edges, y_r + r, False, sb), n_b)
+    return il0, il1, ib0, ib1
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _window_factors(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r, sigma, s, jl, jb, cref, fl, flp,
+                    fb, fbp, flpp, fbpp, second):
+    """Cells within r [deg] of (x_r, y_r) and, per PSF term q, the l and b factors of
+    their PSF masses at the reference widths sigma[s, q, jl, jb] (see `_window_sums`)."""
+    il0, il1, ib0, ib1 = _window_range(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r)
+    for q in range(sigma.shape[1]):
+        sq = sigma[s, q, jl, jb]
+        _edge_factors(l_edges, il0, il1, x_r, 1.0, sq / cref, q, fl, flp, flpp, second)
+        _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sq, q, fb, fbp, fbpp, second)
     return il0, il1, ib0, ib1
 
 
@@ -277,7 +294,7 @@ def kernel_layout(sigma: np.ndarray, ca: np.ndarray, templates: np.ndarray,
             np.ascontiguousarray(np.moveaxis(ca, 3, 1)), mix, np.ascontiguousarray(f_dj.T))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_sub, out):
     """Per event, the index ranges the kernel visits (first > last when empty):
     out[e] = (first, last) sub-interval whose migration support can reach E_r (the
@@ -285,7 +302,7 @@ def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_
     sub-interval whose spatial sums are needed (the band plus the two sub-intervals
     around each line point, for the interpolation in ln E)."""
     n_sub = mu_lo.shape[0]
-    for e in range(er.shape[0]):
+    for e in numba.prange(er.shape[0]):
         s0, s1 = n_sub, -1
         for s in range(n_sub):
             if er[e] / sub_edges[s] >= mu_lo[s] and er[e] / sub_edges[s + 1] <= mu_hi[s]:
@@ -307,7 +324,8 @@ def active_ranges(er, sub_edges, mu_lo, mu_hi, pts_e, pts_mu_lo, pts_mu_hi, pts_
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
-                 l_edges, b_edges, reach, tpl_mix, fl, flp, fb, fbp, flpp, fbpp, acc, vrow):
+                 l_edges, b_edges, sl, sb, reach, tpl_mix, fl, flp, fb, fbp, flpp, fbpp, acc,
+                 vrow):
     """Sums over the cells of the PSF window of sub-interval s, for an event at (x_r, y_r)
     in cell (jl, jb) (the window: cells within reach[s, jl, jb] per axis):
 
@@ -325,10 +343,11 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
         for c in range(acc.shape[1]):
             for j in range(acc.shape[2]):
                 acc[g, c, j] = 0.0
-    sref = sigma[s, :, jl, jb]
-    il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, x_r, y_r, cb_r, reach[s, jl, jb],
-                                         sref, cref, fl, flp, fb, fbp, flpp, fbpp, True)
-    n_q = sref.shape[0]
+    il0, il1, ib0, ib1 = _window_factors(l_edges, b_edges, sl, sb, x_r, y_r, cb_r,
+                                         reach[s, jl, jb],
+                                         sigma, s, jl, jb, cref, fl, flp, fb, fbp, flpp, fbpp,
+                                         True)
+    n_q = sigma.shape[1]
     nb = ib1 - ib0
     for il in range(il0, il1):
         a = il - il0
@@ -342,7 +361,7 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
             fa = fl[q, a]
             fpa = flp[q, a]
             hppa = 0.5 * flpp[q, a]
-            sq = sref[q]
+            sq = sigma[s, q, jl, jb]
             sq_l = sq / cref
             for b in range(nb):
                 ib = ibu + np.uint64(b)
@@ -391,22 +410,26 @@ def _run_end(parent, off, i, n):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _fine_dm_sums(s, x_r, y_r, cb_r, cref, sref, reach, sigma, ca, col0, col_t, inv_cosb, f_l,
-                  f_b, f_pl, f_pb, f_djt, fl, flp, fb, fbp, flpp, fbpp, acc, rb, rp):
+def _fine_dm_sums(s, x_r, y_r, cb_r, cref, jl, jb, reach, sigma, ca, col0, col_t, inv_cosb, f_l,
+                  f_b, sfl, sfb, f_pl, f_pb, f_djt, fl, flp, fb, fbp, flpp, fbpp, acc, rb, rp):
     """Add to acc[0, c, 0] the dark matter's structure inside the central true cells:
     sub-cells (edges f_l, f_b; parent cells f_pl, f_pb) carry dJ = J(sub-cell) -
     J(parent cell), both exact solid-angle averages (``f_djt`` [b, l], transposed so
     that the inner loop runs along l), with the parent's exposure, PSF widths and column
     mix; the PSF is integrated over each sub-cell as in `_window_sums`, corrected to
     first order for the parent's widths."""
-    il0, il1, ib0, ib1 = _window_factors(f_l, f_b, x_r, y_r, cb_r, reach, sref, cref, fl,
-                                         flp, fb, fbp, flpp, fbpp, False)
+    rl = reach / cb_r
+    if (x_r + rl < f_l[0] or x_r - rl > f_l[f_l.shape[0] - 1] or y_r + reach < f_b[0]
+            or y_r - reach > f_b[f_b.shape[0] - 1]):
+        return  # the window misses the central cells (most events)
+    il0, il1, ib0, ib1 = _window_factors(f_l, f_b, sfl, sfb, x_r, y_r, cb_r, reach, sigma, s,
+                                         jl, jb, cref, fl, flp, fb, fbp, flpp, fbpp, False)
     na = il1 - il0
     nb = ib1 - ib0
     # per parent cell, sum_sub dJ M_sub is bilinear in the sub-cells' l and b factors
     # (the parent's eps, widths and mix are common): three block sums per PSF term
-    for q in range(sref.shape[0]):
-        sq = sref[q]
+    for q in range(sigma.shape[1]):
+        sq = sigma[s, q, jl, jb]
         b = 0
         while b < nb:
             ib = f_pb[ib0 + b]
@@ -516,6 +539,8 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
     cosb = _row_cos(b_edges)
     inv_cosb = 1.0 / cosb
     block = EVENT_BLOCK
+    sl, sb, sm = _guess_scale(l_edges), _guess_scale(b_edges), _guess_scale(medges)
+    sfl, sfb = _guess_scale(f_l), _guess_scale(f_b)
     src_far2 = np.zeros(src_col0.shape[0])
     for i in range(src_col0.shape[0]):
         for s in range(n_sub):
@@ -554,7 +579,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
             c_hi = col_hi[e]
             if d1 >= d0:
                 _energy_kernel(er[e], d0, d1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row,
-                               row_ln_e, k, k1, dens, medges, ln_medges, mu_lo, mu_hi, kc,
+                               row_ln_e, k, k1, dens, medges, ln_medges, sm, mu_lo, mu_hi, kc,
                                v_hi, v_lo)
             # which sub-intervals need spatial sums: non-zero K, or around a line point
             # with a non-zero migration density
@@ -569,7 +594,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                 mu = er[e] / pts_e[p]
                 nonzero = False
                 if medges[0] < mu < medges[ne - 1]:
-                    i = _searchsorted(medges, mu, True) - 1
+                    i = _searchsorted(medges, mu, True, sm) - 1
                     row = pts_row[p]
                     t = pts_t[p]
                     for c in range(c_lo, c_hi + 1):
@@ -584,8 +609,8 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
             x_r = lr[e]
             y_r = br[e]
             cb_r = math.cos(math.radians(y_r))
-            jl = min(max(_searchsorted(l_edges, x_r, False) - 1, 0), n_l - 1)
-            jb = min(max(_searchsorted(b_edges, y_r, False) - 1, 0), n_b - 1)
+            jl = min(max(_searchsorted(l_edges, x_r, False, sl) - 1, 0), n_l - 1)
+            jb = min(max(_searchsorted(b_edges, y_r, False, sb) - 1, 0), n_b - 1)
             for s in range(a0, a1 + 1):
                 if not need[s - a0]:
                     for c in range(n_cols):
@@ -593,12 +618,12 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     continue
                 with_k = d0 <= s <= d1
                 _window_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, sigma, ca, col0,
-                             inv_cosb, l_edges, b_edges, reach, tpl_mix, fl, flp, fb, fbp,
-                             flpp, fbpp, acc, vrow)
+                             inv_cosb, l_edges, b_edges, sl, sb, reach, tpl_mix, fl, flp, fb,
+                             fbp, flpp, fbpp, acc, vrow)
                 if f_djt.shape[0] > 0 and sigma[s, 0, jl, jb] < fine_sigma:
-                    _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], sigma[s, :, jl, jb],
-                                  reach[s, jl, jb], sigma, ca, col0, col_t, inv_cosb, f_l, f_b,
-                                  f_pl, f_pb, f_djt, gl, glp, gb, gbp, glpp, gbpp, acc, rb, rp)
+                    _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, reach[s, jl, jb],
+                                  sigma, ca, col0, col_t, inv_cosb, f_l, f_b, sfl, sfb, f_pl,
+                                  f_pb, f_djt, gl, glp, gb, gbp, glpp, gbpp, acc, rb, rp)
                 for c in range(n_cols):
                     sdm[s - a0, c] = acc[0, c, 0]
                 if not with_k:
