@@ -39,6 +39,10 @@ __all__ = ["EVENT_BLOCK", "active_ranges", "kernel_layout", "marginal_kernel", "
            "visit_order"]
 
 EVENT_BLOCK = 16  # events per parallel iteration of marginal_kernel (shared scratch)
+# Window rows are computed in whole vectors of ROW_PAD cells: the arrays read along a row
+# carry ROW_PAD cells of padding (at ~14 cells a row, the scalar remainder of the
+# vectorised loop had held most of the work)
+ROW_PAD = 8
 VISIT_BIN_DEX = 0.05  # energy bins [decades] and sky tiles [deg] of `visit_order`
 VISIT_TILE_DEG = 0.3
 
@@ -221,8 +225,8 @@ def _scratch(n_terms, n_l, n_b):
     """Buffers of the window factors (l, dl/dsigma, b, db/dsigma, d2l/dsigma2,
     d2b/dsigma2), reused by events."""
     return (np.empty((n_terms, n_l + 1)), np.empty((n_terms, n_l + 1)),
-            np.empty((n_terms, n_b + 1)), np.empty((n_terms, n_b + 1)),
-            np.empty((n_terms, n_l + 1)), np.empty((n_terms, n_b + 1)))
+            np.zeros((n_terms, n_b + 1 + ROW_PAD)), np.zeros((n_terms, n_b + 1 + ROW_PAD)),
+            np.empty((n_terms, n_l + 1)), np.zeros((n_terms, n_b + 1 + ROW_PAD)))
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -281,7 +285,8 @@ def pack_migration(mig) -> tuple:
 def kernel_layout(sigma: np.ndarray, ca: np.ndarray, templates: np.ndarray,
                   col_t: np.ndarray, f_dj: np.ndarray) -> tuple:
     """The arrays of `marginal_kernel` from their natural layouts: PSF widths and
-    exposure coefficients [sub-interval, l, b, term] -> [sub-interval, term, l, b]; the
+    exposure coefficients [sub-interval, l, b, term] -> [sub-interval, term, l, b +
+    ROW_PAD] (padded with widths 1 and coefficients 0); the
     templates [t, l, b] mixed with the cells' column weights w = col_t into groups of
     four, [group, l, b, 8] = (T_t (1 - w) for the group's t, then T_t w; zero padding);
     the central J structure dJ [l, b] -> [b, l]."""
@@ -290,8 +295,9 @@ def kernel_layout(sigma: np.ndarray, ca: np.ndarray, templates: np.ndarray,
     for t in range(n_tpl):
         mix[t // 4, ..., t % 4] = templates[t] * (1.0 - col_t)
         mix[t // 4, ..., 4 + t % 4] = templates[t] * col_t
-    return (np.ascontiguousarray(np.moveaxis(sigma, 3, 1)),
-            np.ascontiguousarray(np.moveaxis(ca, 3, 1)), mix, np.ascontiguousarray(f_dj.T))
+    pad = ((0, 0), (0, 0), (0, 0), (0, ROW_PAD))
+    return (np.pad(np.moveaxis(sigma, 3, 1), pad, constant_values=1.0),
+            np.pad(np.moveaxis(ca, 3, 1), pad), mix, np.ascontiguousarray(f_dj.T))
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -349,12 +355,13 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
                                          True)
     n_q = sigma.shape[1]
     nb = ib1 - ib0
+    nbv = (nb + ROW_PAD - 1) // ROW_PAD * ROW_PAD  # whole vectors (see ROW_PAD)
     for il in range(il0, il1):
         a = il - il0
         # the cells' eps x PSF masses of this row first (no reductions: vectorisable;
         # unsigned indices, else numba's negative-index wraparound turns the loads into
         # gathers), then the sums
-        for b in range(nb):
+        for b in range(nbv):
             vrow[b] = 0.0
         ibu = np.uint64(ib0)
         for q in range(n_q):
@@ -363,7 +370,7 @@ def _window_sums(s, x_r, y_r, cb_r, cref, jl, jb, sigma, ca, col0, inv_cosb,
             hppa = 0.5 * flpp[q, a]
             sq = sigma[s, q, jl, jb]
             sq_l = sq / cref
-            for b in range(nb):
+            for b in range(nbv):
                 ib = ibu + np.uint64(b)
                 sg = sigma[s, q, il, ib]
                 d_l = sg * inv_cosb[ib] - sq_l
@@ -537,7 +544,8 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
     n_sub = sub_row.shape[0]
     ne = medges.shape[0]
     cosb = _row_cos(b_edges)
-    inv_cosb = 1.0 / cosb
+    inv_cosb = np.ones(n_b + ROW_PAD)
+    inv_cosb[:n_b] = 1.0 / cosb
     block = EVENT_BLOCK
     sl, sb, sm = _guess_scale(l_edges), _guess_scale(b_edges), _guess_scale(medges)
     sfl, sfb = _guess_scale(f_l), _guess_scale(f_b)
@@ -556,7 +564,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
         acc = np.empty((tpl_mix.shape[0], n_cols, 4))
         rb = np.empty(f_l.shape[0])
         rp = np.empty(f_l.shape[0])
-        vrow = np.empty(n_b)
+        vrow = np.zeros(n_b + ROW_PAD)
         v_hi = np.empty((n_cols, 4))
         v_lo = np.empty((n_cols, 4))
         dx2 = np.empty(src_col0.shape[0])
@@ -659,7 +667,7 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                         g += r * math.exp((1.0 - u) * lsdm[j, c] + u * lsdm[j + 1, c])
                     else:
                         g += r * ((1.0 - u) * g0 + u * g1)
-                line_out[e, p - p0] = g * pts_rho[p, jl, jb] / pts_e[p]
+                line_out[e, p - p0] = g * pts_rho[jl, jb, p] / pts_e[p]
             if src_col0.shape[0] > 0 and d1 >= d0:
                 for i in range(src_col0.shape[0]):
                     dx = (x_r - src_lb[i, 0]) * math.cos(math.radians(src_lb[i, 1]))
