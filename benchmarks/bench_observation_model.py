@@ -121,20 +121,26 @@ def bench_marginalisation(cfg, ctx, n_events: int) -> None:
     inputs = KernelInputs.build(ctx)
     event_terms(ctx, inputs, ev.energy[:10], ev.l[:10], ev.b[:10])  # compile / load cache
     threads = numba.get_num_threads()
-    t = time.perf_counter()
-    event_terms(ctx, inputs, ev.energy, ev.l, ev.b)
-    t_marg = time.perf_counter() - t
+    walls, cpus = [], []  # medians of three runs each: the machine's speed drifts
+    for _ in range(3):
+        t = time.perf_counter()
+        event_terms(ctx, inputs, ev.energy, ev.l, ev.b)
+        walls.append(time.perf_counter() - t)
     numba.set_num_threads(1)
-    c = time.process_time()
-    event_terms(ctx, inputs, ev.energy, ev.l, ev.b)
-    t_one = time.process_time() - c
+    for _ in range(3):
+        c = time.process_time()
+        event_terms(ctx, inputs, ev.energy, ev.l, ev.b)
+        cpus.append(time.process_time() - c)
     numba.set_num_threads(threads)
+    t_marg, t_one = float(np.median(walls)), float(np.median(cpus))
+    rate = [n_events / w / threads for w in walls]
     t = time.perf_counter()
     _naive_dm_kernel(ctx, inputs, ev.energy[:5], ev.l[:5], ev.b[:5])
     t_naive = (time.perf_counter() - t) / 5
     print(f"marginalisation, seed model (continuous mass, lines, J resolved at the GC), "
           f"{n_events} events: {t_marg:.2f} s on {threads} threads = "
-          f"{n_events / t_marg / threads:.0f} events/s/core; one thread: "
+          f"{n_events / t_marg / threads:.0f} events/s/core (median of 3 runs, range "
+          f"{min(rate):.0f}-{max(rate):.0f}); one thread: "
           f"{n_events / t_one:.0f} events per CPU-second | naive numpy (all cells, dark "
           f"matter only): {1 / t_naive:.1f} events/s | GammaBayes: "
           f"{1 / GAMMABAYES_MARG_S_PER_EVENT:.0f} events/s | target >= 2e4 (goal 5e4) "

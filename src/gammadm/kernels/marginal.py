@@ -184,39 +184,13 @@ def _energy_kernel(er, s0, s1, c_lo, c_hi, sub_edges, ln_sub_edges, sub_row, row
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _edge_factors(edges, i0, i1, x, scale, sg, q, f, fp, fpp, second):
-    """Per cell i in [i0, i1): f[q, i - i0] = Phi((e_{i+1} - x) scale / sg) -
-    Phi((e_i - x) scale / sg), fp and fpp its first and second derivatives with respect
-    to sg (at fixed scale: d Phi(z) / d sg = -z phi / sg, d2 / d sg2 = (2 z - z^3) phi /
-    sg^2). Row q holds i1 - i0 + 1 values: the edges' first (an independent loop), then
-    the cells'. ``second``: whether to fill fpp (first-order callers skip it). The
-    buffers are passed whole with the row index: a row view would cost an atomic
-    reference-count pair per call."""
-    inv = scale / sg
-    inv_sg = 1.0 / sg
-    iu = np.uint64(i0)
-    for j in range(np.uint64(i1 - i0 + 1)):
-        z = (edges[iu + j] - x) * inv
-        c, pdf = _ndtr_pdf(z)
-        f[q, j] = c
-        fp[q, j] = -z * pdf * inv_sg
-        if second:
-            fpp[q, j] = (2.0 - z * z) * z * pdf * inv_sg * inv_sg
-    for j in range(i1 - i0):
-        f[q, j] = f[q, j + 1] - f[q, j]
-        fp[q, j] = fp[q, j + 1] - fp[q, j]
-    if second:
-        for j in range(i1 - i0):
-            fpp[q, j] = fpp[q, j + 1] - fpp[q, j]
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
 def _flat_factors(n, z, inv_sg, f, fp, fpp):
-    """`_edge_factors` for many windows at once: for entries i < n (runs of edges, one
-    run per window, axis and PSF term) the normal CDF f, and fp, fpp its first and
-    second derivatives with respect to the width (z = (edge - x) / width, ``inv_sg`` =
-    1 / width), then in place the differences of consecutive entries (the cells' factors;
-    meaningless across runs, and never read there). One long loop vectorises well where
+    """The PSF window factors of many windows at once: for entries i < n (runs of
+    edges, one run per window, axis and PSF term) the normal CDF f = Phi(z), and fp =
+    -z phi / sg, fpp = (2 z - z^3) phi / sg^2 its first and second derivatives with
+    respect to the width sg (z = (edge - x) / sg, ``inv_sg`` = 1 / sg), then in place the
+    differences of consecutive entries (the cells' factors; meaningless across runs, and
+    never read there). One long loop vectorises well where
     a window's ~15 edges left most of the work to the scalar remainder: 2.1x."""
     for i in range(n):
         zi = z[i]
@@ -241,15 +215,6 @@ def _row_cos(b_edges):
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _scratch(n_terms, n_l, n_b):
-    """Buffers of the window factors (l, dl/dsigma, b, db/dsigma, d2l/dsigma2,
-    d2b/dsigma2), reused by events."""
-    return (np.empty((n_terms, n_l + 1)), np.empty((n_terms, n_l + 1)),
-            np.zeros((n_terms, n_b + 1 + ROW_PAD)), np.zeros((n_terms, n_b + 1 + ROW_PAD)),
-            np.empty((n_terms, n_l + 1)), np.zeros((n_terms, n_b + 1 + ROW_PAD)))
-
-
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _window_range(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r):
     """The cells [il0, il1) x [ib0, ib1) within r [deg] of (x_r, y_r) per axis (empty
@@ -260,19 +225,6 @@ def _window_range(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r):
     il1 = min(_searchsorted(l_edges, x_r + r / cb_r, False, sl), n_l)
     ib0 = max(_searchsorted(b_edges, y_r - r, False, sb) - 1, 0)
     ib1 = min(_searchsorted(b_edges, y_r + r, False, sb), n_b)
-    return il0, il1, ib0, ib1
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _window_factors(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r, sigma, s, jl, jb, cref, fl, flp,
-                    fb, fbp, flpp, fbpp, second):
-    """Cells within r [deg] of (x_r, y_r) and, per PSF term q, the l and b factors of
-    their PSF masses at the reference widths sigma[s, q, jl, jb] (see `_window_sums`)."""
-    il0, il1, ib0, ib1 = _window_range(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r)
-    for q in range(sigma.shape[1]):
-        sq = sigma[s, q, jl, jb]
-        _edge_factors(l_edges, il0, il1, x_r, 1.0, sq / cref, q, fl, flp, flpp, second)
-        _edge_factors(b_edges, ib0, ib1, y_r, 1.0, sq, q, fb, fbp, fbpp, second)
     return il0, il1, ib0, ib1
 
 
@@ -378,9 +330,7 @@ def _window_sums(s, il0, il1, ib0, ib1, off, cref, jl, jb, sigma, ca, col0, inv_
     for il in range(il0, il1):
         # the cells' eps x PSF masses of this row first (no reductions: vectorisable;
         # unsigned indices, else numba's negative-index wraparound turns the loads into
-        # gathers), then the sums
-        for b in range(nbv):
-            vrow[b] = 0.0
+        # gathers), then the sums. The padding lanes (b >= nb) hold junk, never read.
         ibu = np.uint64(ib0)
         for q in range(n_q):
             la = off + q * run + il - il0
@@ -396,9 +346,10 @@ def _window_sums(s, il0, il1, ib0, ib1, off, cref, jl, jb, sigma, ca, col0, inv_
                 sg = sigma[s, q, il, ib]
                 d_l = sg * inv_cosb[ib] - sq_l
                 d_b = sg - sq
-                vrow[b] += ca[s, q, il, ib] * (
+                m = ca[s, q, il, ib] * (
                     f[j] * (fa + d_l * (fpa + d_l * hppa))
                     + d_b * (fp[j] * (fa + d_l * fpa) + 0.5 * d_b * fa * fpp[j]))
+                vrow[b] = m if q == 0 else vrow[b] + m
         # along a run of cells on the same column pair, the eight products of a template
         # group accumulate in registers (through memory they were a dependency chain)
         for g in range(tpl_mix.shape[0]):
@@ -438,26 +389,24 @@ def _run_end(parent, off, i, n):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _fine_dm_sums(s, x_r, y_r, cb_r, cref, jl, jb, reach, sigma, ca, col0, col_t, inv_cosb, f_l,
-                  f_b, sfl, sfb, f_pl, f_pb, f_djt, fl, flp, fb, fbp, flpp, fbpp, acc, rb, rp):
+def _fine_dm_sums(s, il0, il1, ib0, ib1, off, cref, jl, jb, sigma, ca, col0, col_t, inv_cosb,
+                  f_pl, f_pb, f_djt, f, fp, acc, rb, rp):
     """Add to acc[0, c, 0] the dark matter's structure inside the central true cells:
-    sub-cells (edges f_l, f_b; parent cells f_pl, f_pb) carry dJ = J(sub-cell) -
-    J(parent cell), both exact solid-angle averages (``f_djt`` [b, l], transposed so
-    that the inner loop runs along l), with the parent's exposure, PSF widths and column
-    mix; the PSF is integrated over each sub-cell as in `_window_sums`, corrected to
-    first order for the parent's widths."""
-    rl = reach / cb_r
-    if (x_r + rl < f_l[0] or x_r - rl > f_l[f_l.shape[0] - 1] or y_r + reach < f_b[0]
-            or y_r - reach > f_b[f_b.shape[0] - 1]):
-        return  # the window misses the central cells (most events)
-    il0, il1, ib0, ib1 = _window_factors(f_l, f_b, sfl, sfb, x_r, y_r, cb_r, reach, sigma, s,
-                                         jl, jb, cref, fl, flp, fb, fbp, flpp, fbpp, False)
+    sub-cells (parent cells f_pl, f_pb) carry dJ = J(sub-cell) - J(parent cell), both
+    exact solid-angle averages (``f_djt`` [b, l], transposed so that the inner loop runs
+    along l), with the parent's exposure, PSF widths and column mix; the PSF is
+    integrated over each sub-cell as in `_window_sums`, corrected to first order for the
+    parent's widths. The window is sub-cells [il0, il1) x [ib0, ib1), its factors in f,
+    fp from ``off`` as in `_window_sums`."""
     na = il1 - il0
     nb = ib1 - ib0
+    run = na + nb + 2  # entries per term
     # per parent cell, sum_sub dJ M_sub is bilinear in the sub-cells' l and b factors
     # (the parent's eps, widths and mix are common): three block sums per PSF term
     for q in range(sigma.shape[1]):
         sq = sigma[s, q, jl, jb]
+        ol = off + q * run
+        ob = ol + na + 1
         b = 0
         while b < nb:
             ib = f_pb[ib0 + b]
@@ -468,8 +417,8 @@ def _fine_dm_sums(s, x_r, y_r, cb_r, cref, jl, jb, reach, sigma, ca, col0, col_t
                 rp[aa] = 0.0
             ilu = np.uint64(il0)
             for bb in range(b, b_end):
-                fv = fb[q, bb]
-                fpv = fbp[q, bb]
+                fv = f[ob + bb]
+                fpv = fp[ob + bb]
                 row = ib0 + bb
                 for aa in range(np.uint64(na)):
                     d = f_djt[row, ilu + aa]
@@ -485,9 +434,9 @@ def _fine_dm_sums(s, x_r, y_r, cb_r, cref, jl, jb, reach, sigma, ca, col0, col_t
                     s_pb = 0.0  # sum dJ f_l' f_b
                     s_ap = 0.0  # sum dJ f_l f_b'
                     for aa in range(a, a_end):
-                        s_ab += fl[q, aa] * rb[aa]
-                        s_pb += flp[q, aa] * rb[aa]
-                        s_ap += fl[q, aa] * rp[aa]
+                        s_ab += f[ol + aa] * rb[aa]
+                        s_pb += fp[ol + aa] * rb[aa]
+                        s_ap += f[ol + aa] * rp[aa]
                     sg = sigma[s, q, il, ib]  # the parent's widths minus the reference
                     val = w * (s_ab + (sg * inv_cosb[ib] - sq / cref) * s_pb + (sg - sq) * s_ap)
                     c0 = col0[il, ib]
@@ -577,7 +526,6 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                 if src_weight[i, s, q] > 0.0:
                     src_far2[i] = max(src_far2[i], 81.0 * src_sigma[i, s, q] ** 2)
     for blk in numba.prange((n + block - 1) // block):
-        gl, glp, gb, gbp, glpp, gbpp = _scratch(n_terms, f_l.shape[0], f_b.shape[0])
         kc = np.empty((n_sub, n_cols))
         sdm = np.empty((n_sub, n_cols))
         lsdm = np.empty((n_sub, n_cols))
@@ -586,9 +534,10 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
         rp = np.empty(f_l.shape[0])
         vrow = np.zeros(n_b + ROW_PAD)
         win = np.empty((n_sub, 5), dtype=np.int64)
-        n_flat = n_sub * n_terms * (n_l + n_b + 2) + ROW_PAD
+        winf = np.empty((n_sub, 5), dtype=np.int64)
+        n_flat = n_sub * n_terms * (n_l + n_b + f_l.shape[0] + f_b.shape[0] + 2) + ROW_PAD
         zf, wf = np.empty(n_flat), np.empty(n_flat)
-        ff, ffp, ffpp = np.zeros(n_flat), np.zeros(n_flat), np.zeros(n_flat)
+        ff, ffp, ffpp = np.empty(n_flat), np.empty(n_flat), np.empty(n_flat)
         v_hi = np.empty((n_cols, 4))
         v_lo = np.empty((n_cols, 4))
         dx2 = np.empty(src_col0.shape[0])
@@ -652,8 +601,8 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                     continue
                 il0, il1, ib0, ib1 = _window_range(l_edges, b_edges, sl, sb, x_r, y_r, cb_r,
                                                    reach[s, jl, jb])
-                win[s - a0, 0], win[s - a0, 1], win[s - a0, 2], win[s - a0, 3] = il0, il1, ib0, ib1
-                win[s - a0, 4] = nz
+                win[s - a0, 0], win[s - a0, 1] = il0, il1
+                win[s - a0, 2], win[s - a0, 3], win[s - a0, 4] = ib0, ib1, nz
                 for q in range(n_terms):
                     sq = sigma[s, q, jl, jb]
                     inv_l = 1.0 / (sq / cref)
@@ -666,6 +615,30 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                         zf[nz] = (b_edges[i] - y_r) * inv_b
                         wf[nz] = inv_b
                         nz += 1
+                # the central J structure where the PSF resolves it and the window
+                # reaches the central cells (`_fine_dm_sums`)
+                winf[s - a0, 4] = -1
+                r = reach[s, jl, jb]
+                rl = r / cb_r
+                if (f_djt.shape[0] == 0 or sigma[s, 0, jl, jb] >= fine_sigma
+                        or x_r + rl < f_l[0] or x_r - rl > f_l[f_l.shape[0] - 1]
+                        or y_r + r < f_b[0] or y_r - r > f_b[f_b.shape[0] - 1]):
+                    continue
+                il0, il1, ib0, ib1 = _window_range(f_l, f_b, sfl, sfb, x_r, y_r, cb_r, r)
+                winf[s - a0, 0], winf[s - a0, 1] = il0, il1
+                winf[s - a0, 2], winf[s - a0, 3], winf[s - a0, 4] = ib0, ib1, nz
+                for q in range(n_terms):
+                    sq = sigma[s, q, jl, jb]
+                    inv_l = 1.0 / (sq / cref)
+                    for i in range(il0, il1 + 1):
+                        zf[nz] = (f_l[i] - x_r) * inv_l
+                        wf[nz] = inv_l
+                        nz += 1
+                    inv_b = 1.0 / sq
+                    for i in range(ib0, ib1 + 1):
+                        zf[nz] = (f_b[i] - y_r) * inv_b
+                        wf[nz] = inv_b
+                        nz += 1
             _flat_factors(nz, zf, wf, ff, ffp, ffpp)
             for s in range(a0, a1 + 1):
                 if not need[s - a0]:
@@ -676,10 +649,11 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
                 _window_sums(s, win[s - a0, 0], win[s - a0, 1], win[s - a0, 2], win[s - a0, 3],
                              win[s - a0, 4], cref, jl, jb, sigma, ca, col0, inv_cosb, tpl_mix,
                              ff, ffp, ffpp, acc, vrow)
-                if f_djt.shape[0] > 0 and sigma[s, 0, jl, jb] < fine_sigma:
-                    _fine_dm_sums(s, x_r, y_r, cb_r, cosb[jb], jl, jb, reach[s, jl, jb],
-                                  sigma, ca, col0, col_t, inv_cosb, f_l, f_b, sfl, sfb, f_pl,
-                                  f_pb, f_djt, gl, glp, gb, gbp, glpp, gbpp, acc, rb, rp)
+                if winf[s - a0, 4] >= 0:
+                    _fine_dm_sums(s, winf[s - a0, 0], winf[s - a0, 1], winf[s - a0, 2],
+                                  winf[s - a0, 3], winf[s - a0, 4], cref, jl, jb, sigma, ca,
+                                  col0, col_t, inv_cosb, f_pl, f_pb, f_djt, ff, ffp, acc, rb,
+                                  rp)
                 for c in range(n_cols):
                     sdm[s - a0, c] = acc[0, c, 0]
                 if not with_k:
