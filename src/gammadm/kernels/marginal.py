@@ -205,6 +205,31 @@ def _flat_factors(n, z, inv_sg, f, fp, fpp):
         fpp[i] = fpp[i + 1] - fpp[i]
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _push_window(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r, sigma, s, jl, jb, cref, win, k,
+                 z, inv_sg, nz):
+    """Append a window's edges to the flat pass of `_flat_factors`: win[k] = (il0, il1,
+    ib0, ib1, first entry) for the cells within r [deg] of (x_r, y_r), then per PSF term
+    the z and 1 / width of its l edges (width in l: sigma / cos b of the event's row,
+    ``cref``) and b edges, at the event cell's widths sigma[s, :, jl, jb]. Returns the
+    new number of entries."""
+    il0, il1, ib0, ib1 = _window_range(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r)
+    win[k, 0], win[k, 1], win[k, 2], win[k, 3], win[k, 4] = il0, il1, ib0, ib1, nz
+    for q in range(sigma.shape[1]):
+        sq = sigma[s, q, jl, jb]
+        inv_l = 1.0 / (sq / cref)
+        for i in range(il0, il1 + 1):
+            z[nz] = (l_edges[i] - x_r) * inv_l
+            inv_sg[nz] = inv_l
+            nz += 1
+        inv_b = 1.0 / sq
+        for i in range(ib0, ib1 + 1):
+            z[nz] = (b_edges[i] - y_r) * inv_b
+            inv_sg[nz] = inv_b
+            nz += 1
+    return nz
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _row_cos(b_edges):
     """cos b at the centre of each latitude row (the tangent-plane scale of dl)."""
@@ -599,46 +624,18 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
             for s in range(a0, a1 + 1):
                 if not need[s - a0]:
                     continue
-                il0, il1, ib0, ib1 = _window_range(l_edges, b_edges, sl, sb, x_r, y_r, cb_r,
-                                                   reach[s, jl, jb])
-                win[s - a0, 0], win[s - a0, 1] = il0, il1
-                win[s - a0, 2], win[s - a0, 3], win[s - a0, 4] = ib0, ib1, nz
-                for q in range(n_terms):
-                    sq = sigma[s, q, jl, jb]
-                    inv_l = 1.0 / (sq / cref)
-                    for i in range(il0, il1 + 1):
-                        zf[nz] = (l_edges[i] - x_r) * inv_l
-                        wf[nz] = inv_l
-                        nz += 1
-                    inv_b = 1.0 / sq
-                    for i in range(ib0, ib1 + 1):
-                        zf[nz] = (b_edges[i] - y_r) * inv_b
-                        wf[nz] = inv_b
-                        nz += 1
+                nz = _push_window(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, reach[s, jl, jb],
+                                  sigma, s, jl, jb, cref, win, s - a0, zf, wf, nz)
                 # the central J structure where the PSF resolves it and the window
                 # reaches the central cells (`_fine_dm_sums`)
                 winf[s - a0, 4] = -1
                 r = reach[s, jl, jb]
                 rl = r / cb_r
-                if (f_djt.shape[0] == 0 or sigma[s, 0, jl, jb] >= fine_sigma
-                        or x_r + rl < f_l[0] or x_r - rl > f_l[f_l.shape[0] - 1]
-                        or y_r + r < f_b[0] or y_r - r > f_b[f_b.shape[0] - 1]):
-                    continue
-                il0, il1, ib0, ib1 = _window_range(f_l, f_b, sfl, sfb, x_r, y_r, cb_r, r)
-                winf[s - a0, 0], winf[s - a0, 1] = il0, il1
-                winf[s - a0, 2], winf[s - a0, 3], winf[s - a0, 4] = ib0, ib1, nz
-                for q in range(n_terms):
-                    sq = sigma[s, q, jl, jb]
-                    inv_l = 1.0 / (sq / cref)
-                    for i in range(il0, il1 + 1):
-                        zf[nz] = (f_l[i] - x_r) * inv_l
-                        wf[nz] = inv_l
-                        nz += 1
-                    inv_b = 1.0 / sq
-                    for i in range(ib0, ib1 + 1):
-                        zf[nz] = (f_b[i] - y_r) * inv_b
-                        wf[nz] = inv_b
-                        nz += 1
+                if (f_djt.shape[0] > 0 and sigma[s, 0, jl, jb] < fine_sigma
+                        and x_r + rl >= f_l[0] and x_r - rl <= f_l[f_l.shape[0] - 1]
+                        and y_r + r >= f_b[0] and y_r - r <= f_b[f_b.shape[0] - 1]):
+                    nz = _push_window(f_l, f_b, sfl, sfb, x_r, y_r, cb_r, r, sigma, s, jl, jb,
+                                      cref, winf, s - a0, zf, wf, nz)
             _flat_factors(nz, zf, wf, ff, ffp, ffpp)
             for s in range(a0, a1 + 1):
                 if not need[s - a0]:
