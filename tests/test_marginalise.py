@@ -337,3 +337,32 @@ def test_kernel_normal_cdf_and_pdf_match_scipy():
     assert np.max(np.abs(got[inside, 1] - pdf)) < 1e-12
     assert np.array_equal(got[~inside, 0], (z[~inside] > 0).astype(float))
     assert np.all(got[~inside, 1] == 0.0)
+
+
+def test_flat_window_factors_are_cell_masses_and_their_width_derivatives():
+    """The flat pass gives, for two windows' runs of edges in one array, each cell's
+    Gaussian mass (a normal-CDF difference) and its first and second derivatives with
+    respect to the width, against scipy and central differences in the width."""
+    from scipy.special import ndtr
+
+    from gammadm.kernels.marginal import _flat_factors
+
+    runs = [(np.linspace(-0.7, 0.5, 13), 0.03, 0.11), (np.linspace(1.0, 1.4, 5), 1.25, 0.07)]
+    z = np.concatenate([(e - x) / sg for e, x, sg in runs])
+    inv = np.concatenate([np.full(e.size, 1.0 / sg) for e, _, sg in runs])
+    f, fp, fpp = np.empty(z.size + 8), np.empty(z.size + 8), np.empty(z.size + 8)
+    _flat_factors(z.size, z, inv, f, fp, fpp)
+
+    def mass(e, x, sg):
+        return np.diff(ndtr((e - x) / sg))
+
+    start = 0
+    for e, x, sg in runs:
+        cells = slice(start, start + e.size - 1)  # the last entry of a run is not a cell
+        h = 1e-4 * sg
+        d1 = (mass(e, x, sg + h) - mass(e, x, sg - h)) / (2 * h)
+        d2 = (mass(e, x, sg + h) - 2 * mass(e, x, sg) + mass(e, x, sg - h)) / h**2
+        assert np.max(np.abs(f[cells] - mass(e, x, sg))) < 1e-12
+        assert np.max(np.abs(fp[cells] - d1)) < 1e-6 * np.max(np.abs(d1))
+        assert np.max(np.abs(fpp[cells] - d2)) < 1e-3 * np.max(np.abs(d2))
+        start += e.size
