@@ -24,8 +24,12 @@ the kernels divide by widths, energies and spacings that are never zero).
 The helpers are inlined into the kernel (``inline="always"``): numba increments and
 decrements the reference count of every array passed to a compiled call, atomically,
 and at ~20 array arguments per sub-interval that bookkeeping took 22 % of the time.
-The kernel reads the PSF widths and exposure coefficients as [sub-interval, term, l, b]
-(contiguous along a window row), see `kernel_layout`.
+Array views (``a[q]``) are new arrays and cost the same pair, so helpers take whole
+buffers with an index. The kernel reads the PSF widths and exposure coefficients as
+[sub-interval, term, l, b + ROW_PAD] (contiguous along a window row), see
+`kernel_layout`. Short loops vectorise badly (one vector of 8, then a scalar
+remainder), so an event's window factors are computed for all its sub-intervals in one
+flat pass (`_flat_factors`) and window rows run in whole vectors over padded arrays.
 """
 
 from __future__ import annotations
