@@ -194,8 +194,8 @@ def _flat_factors(n, z, inv_sg, f, fp, fpp):
     -z phi / sg, fpp = (2 z - z^3) phi / sg^2 its first and second derivatives with
     respect to the width sg (z = (edge - x) / sg, ``inv_sg`` = 1 / sg), then in place the
     differences of consecutive entries (the cells' factors; meaningless across runs, and
-    never read there). One long loop vectorises well where
-    a window's ~15 edges left most of the work to the scalar remainder: 2.1x."""
+    never read there). One long loop vectorises well where a window's ~15 edges left
+    most of the work to the scalar remainder: 2.1x."""
     for i in range(n):
         zi = z[i]
         c, pdf = _ndtr_pdf(zi)
@@ -628,12 +628,12 @@ def marginal_kernel(er, lr, br, order, ranges, col_lo, col_hi,
             for s in range(a0, a1 + 1):
                 if not need[s - a0]:
                     continue
-                nz = _push_window(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, reach[s, jl, jb],
-                                  sigma, s, jl, jb, cref, win, s - a0, zf, wf, nz)
+                r = reach[s, jl, jb]
+                nz = _push_window(l_edges, b_edges, sl, sb, x_r, y_r, cb_r, r, sigma, s, jl,
+                                  jb, cref, win, s - a0, zf, wf, nz)
                 # the central J structure where the PSF resolves it and the window
                 # reaches the central cells (`_fine_dm_sums`)
                 winf[s - a0, 4] = -1
-                r = reach[s, jl, jb]
                 rl = r / cb_r
                 if (f_djt.shape[0] > 0 and sigma[s, 0, jl, jb] < fine_sigma
                         and x_r + rl >= f_l[0] and x_r - rl <= f_l[f_l.shape[0] - 1]
